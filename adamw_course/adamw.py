@@ -61,7 +61,10 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool
     layer (an instance of `NORM_TYPES`: BatchNorm, InstanceNorm, GroupNorm, LayerNorm, RMSNorm) or has at most one
     dimension (biases, norm scales, scalars); all others (conv kernels, weight matrices, embeddings) go to the group with
     `weight_decay`. Every parameter of `model` appears exactly once (shared ones too), in `model.parameters()` order;
-    empty groups are left out. Use it as `AdamW(param_groups(model, 0.1), lr=3e-3)`."""
+    empty groups are left out. Use it as `AdamW(param_groups(model, 0.1), lr=3e-3)`.
+
+    The no-decay group also carries `no_decay=True` (torch optimizers keep extra keys in a group), so that code
+    which later sets one weight decay for a whole optimizer, like `Learner.fit(wd=...)`, can leave that group at 0."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"param_groups needs an nn.Module for `model`, got {type(model).__name__}. "
                         "Pass the model itself, not model.parameters().")
@@ -72,5 +75,5 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool
     in_norm = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
     def no_decay(p): return id(p) in in_norm or p.ndim <= 1
     groups = [{'params': [p for _, p in params if not no_decay(p)], 'weight_decay': weight_decay},
-              {'params': [p for _, p in params if no_decay(p)], 'weight_decay': 0.}]
+              {'params': [p for _, p in params if no_decay(p)], 'weight_decay': 0., 'no_decay': True}]
     return [g for g in groups if g['params']]

@@ -339,7 +339,7 @@ class Learner:
         return self.train_iter / (self.n_epochs * len(self.dls.train))
 
     def fit(self, n_epochs: int, lr: float | list = 1e-3, wd: float | None = None, cbs=None, start_epoch: int = 0):
-        "Train for epochs `start_epoch` to `n_epochs - 1` with learning rate `lr` (one, or a list with one per param group) and weight decay `wd` (None: keep the optimizer's), with extra callbacks `cbs` for this fit only."
+        "Train for epochs `start_epoch` to `n_epochs - 1` with learning rate `lr` (one, or a list with one per param group) and weight decay `wd` (None: keep the optimizer's; groups marked `no_decay=True`, as `param_groups` makes them, stay at 0), with extra callbacks `cbs` for this fit only."
         if not (isinstance(n_epochs, int) and n_epochs >= 1): raise ValueError(f"n_epochs must be a positive int, got {n_epochs!r}.")
         if not (isinstance(start_epoch, int) and 0 <= start_epoch < n_epochs):
             raise ValueError(f"start_epoch must be an int from 0 to n_epochs-1={n_epochs - 1}, got {start_epoch!r}.")
@@ -356,7 +356,7 @@ class Learner:
             if len(lrs) != len(groups): raise ValueError(f"lr has {len(lrs)} values but the optimizer has {len(groups)} param groups.")
             for g, l in zip(groups, lrs):
                 g['lr'] = l
-                if wd is not None: g['weight_decay'] = wd
+                if wd is not None and not g.get('no_decay', False): g['weight_decay'] = wd   # keep `param_groups`' no-decay group at 0
             self.n_epochs, self.start_epoch, self.lr = n_epochs, start_epoch, lr
             self.train_iter = start_epoch * len(self.dls.train)
             self._with_events('fit', self._do_fit, CancelFitException)
