@@ -1,0 +1,87 @@
+"""Open every lesson as a reader would, in headless Chromium, and check what they see.
+
+Quarto cannot be installed offline, so each committed notebook is rendered to HTML with nbconvert and opened in
+Debian's Chromium (or `$CHROMIUM`) through Playwright. For each page the check takes a full-page screenshot (into `screenshots/`, which
+git ignores) and asserts that:
+
+- every image on the page loaded and is not blank (its pixels are not all one colour);
+- no cell output holds a Python traceback.
+
+Usage: `python tools/browser_check.py [NOTEBOOK ...]` (default: every notebook in nbs/). Exits 1 on any failure.
+"""
+import argparse, os, shutil, sys, time
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get('CHROMIUM') or next(
+    (p for p in map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome')) if p), '/usr/bin/chromium')
+ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync']
+
+# Runs in the page: one record per <img>, with its size and the spread of its pixel values.
+IMAGE_STATS_JS = """() => Array.from(document.images).map(img => {
+  const r = {src: img.src.slice(0, 80), complete: img.complete, w: img.naturalWidth, h: img.naturalHeight, spread: 0};
+  if (!img.complete || !img.naturalWidth) return r;
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let lo = 255, hi = 0;
+  for (let i = 0; i < d.length; i += 4) { const v = (d[i] + d[i+1] + d[i+2]) / 3; if (v < lo) lo = v; if (v > hi) hi = v; }
+  r.spread = hi - lo; return r;
+})"""
+
+OUTPUT_TEXT_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"""
+
+
+def render(nb_path: Path, out_dir: Path) -> Path:
+    "Render the notebook at `nb_path` to HTML in `out_dir`; relative links resolve against the notebook's folder"
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    body = body.replace('<head>', f'<head><base href="{nb_path.parent.resolve().as_uri()}/">', 1)
+    dest = out_dir / (nb_path.stem + '.html')
+    dest.write_text(body, encoding='utf-8')
+    return dest
+
+
+def check_page(page, html: Path, shot: Path) -> tuple[list[str], int]:
+    "Open `html` in `page`, save a screenshot to `shot`, and return (problems, number of images checked)"
+    page.goto(html.as_uri(), wait_until='load')
+    page.screenshot(path=str(shot), full_page=True)
+    problems = []
+    # Remote images (the Colab badge) cannot load offline; the plots are embedded and nbs/images/ files are local.
+    imgs = [r for r in page.evaluate(IMAGE_STATS_JS) if not r['src'].startswith('http')]
+    for i, r in enumerate(imgs):
+        if not r['complete'] or not r['w']: problems.append(f"image {i} did not load ({r['src']})")
+        elif r['spread'] < 8: problems.append(f"image {i} is blank ({r['w']}x{r['h']}, {r['src']})")
+    for t in page.evaluate(OUTPUT_TEXT_JS):
+        if 'Traceback (most recent call last)' in t or 'Error Traceback' in t: problems.append(f"an output holds a traceback: {t[:120]!r}")
+    return problems, len(imgs)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('notebooks', nargs='*', type=Path)
+    p.add_argument('--out', type=Path, default=ROOT / 'screenshots')
+    a = p.parse_args(argv)
+    nbs = a.notebooks or sorted((ROOT / 'nbs').glob('*.ipynb'))
+    a.out.mkdir(exist_ok=True)
+    start, failed, n_imgs = time.time(), {}, 0
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={'width': 1200, 'height': 900})
+        # The rendered pages link MathJax and fonts from CDNs; this machine is offline, so refuse those at once.
+        page.route('**/*', lambda route: route.abort() if route.request.url.startswith('http') else route.continue_())
+        for nb in nbs:
+            problems, n = check_page(page, render(nb, a.out), a.out / (nb.stem + '.png'))
+            n_imgs += n
+            print(f"{nb.name}: {n} images, {'OK' if not problems else '; '.join(problems)}")
+            if problems: failed[nb.name] = problems
+        browser.close()
+    print(f"browser check: {len(nbs)} pages, {n_imgs} images (remote badges not fetched), {len(failed)} failing, {time.time() - start:.1f} s; screenshots in {a.out}")
+    return 1 if failed else 0
+
+
+if __name__ == '__main__': sys.exit(main())
