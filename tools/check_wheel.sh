@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Release check: build the wheel and sdist, `twine check` them, look inside the wheel (no notebooks, no data, its size),
-# then install the wheel alone into a fresh venv (no nbdev, no repo on sys.path) and train one tiny epoch with it.
+# then install the wheel alone into a fresh venv (no nbdev, no repo on sys.path), train one tiny epoch with it, and run
+# every lesson there as Colab would (tools/colab_check.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,4 +19,9 @@ shared="$root/../shared/data/cifar10-jpeg.tgz"
 if [ -z "${ADAMW_COURSE_CIFAR10:-}" ] && [ -f "$shared" ]; then export ADAMW_COURSE_CIFAR10="$shared"; fi
 tmp=$(mktemp -d)
 (cd "$tmp" && "$venv/bin/python" "$root/tools/smoke.py")
+
+# The Colab check: every lesson, run top to bottom in test mode against the installed wheel, from a copy of the single
+# notebook file, in a Jupyter kernel (Colab opens one file, and has ipykernel, nbclient and pytest already).
+"$venv/bin/pip" install -q --disable-pip-version-check ipykernel nbclient pytest 2>&1 | { grep -v "^WARNING: Location" || true; }
+(cd "$tmp" && "$venv/bin/python" "$root/tools/colab_check.py" "$root"/nbs/[0-9]*.ipynb "$root/nbs/index.ipynb")
 rm -rf "$tmp"
