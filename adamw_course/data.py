@@ -281,8 +281,12 @@ class DeviceLoader:
             if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, yb
 
-    def state_dict(self) -> dict: return {'generator': self.generator.get_state()}
-    def load_state_dict(self, state: dict): self.generator.set_state(state['generator'])
+    def state_dict(self) -> dict:
+        "The shuffling generator's state, so a resumed run sees the same batches (loads with `weights_only=True`)."
+        return {'generator': self.generator.get_state()}
+    def load_state_dict(self, state: dict):
+        "Restore the shuffling generator saved by `state_dict`."
+        self.generator.set_state(state['generator'])
     def __repr__(self):
         return (f"DeviceLoader({len(self.x)} items, bs={self.bs}, {len(self)} batches, shuffle={self.shuffle}, "
                 f"augment={self.augment}, device={self.device})")
@@ -293,7 +297,9 @@ class DataLoaders:
     def __init__(self, train, valid, classes=None):
         self.train, self.valid, self.classes = train, valid, classes
     @property
-    def device(self) -> torch.device: return self.train.device
+    def device(self) -> torch.device:
+        "The device the batches come out on (the training loader's)."
+        return self.train.device
     def __repr__(self): return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
 # %% ../nbs/05a_data.ipynb #4299f1fb
@@ -318,9 +324,13 @@ class TorchLoader:
         self.dl, self.tfm = dl, tfm
         self.device = torch.device(device) if device is not None else default_device()
     @property
-    def bs(self) -> int | None: return self.dl.batch_size
+    def bs(self) -> int | None:
+        "The wrapped DataLoader's batch size."
+        return self.dl.batch_size
     @property
-    def generator(self) -> torch.Generator | None: return self.dl.generator
+    def generator(self) -> torch.Generator | None:
+        "The wrapped DataLoader's generator, which `lr_find` and checkpoints save and restore."
+        return self.dl.generator
     def __len__(self) -> int: return len(self.dl)
     def __iter__(self):
         non_blocking = self.device.type == 'cuda' and self.dl.pin_memory

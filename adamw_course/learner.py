@@ -104,8 +104,11 @@ class Recorder(Callback):
         self.values.append([self.learn.train_loss, *self.learn.valid_results.values()])
         self.epoch_iters.append(self.learn.train_iter)
 
-    def state_dict(self) -> dict: return {k: getattr(self, k) for k in self._state}
+    def state_dict(self) -> dict:
+        "The recorded history (lrs, losses, per-epoch values), for checkpoints."
+        return {k: getattr(self, k) for k in self._state}
     def load_state_dict(self, state: dict):
+        "Restore the history saved by `state_dict`, so a resumed run's plots continue where they stopped."
         for k in self._state: setattr(self, k, state[k])
 
     def plot_loss(self, skip_start: int = 0, with_valid: bool = True):

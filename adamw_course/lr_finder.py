@@ -226,13 +226,21 @@ class LRFindResult:
     num_it: int = 100
 
     @property
-    def valley(self) -> float | None: return self.suggestions.get('valley')
+    def valley(self) -> float | None:
+        "The `valley` suggestion (None if it was not asked for or found none)."
+        return self.suggestions.get('valley')
     @property
-    def steep(self) -> float | None: return self.suggestions.get('steep')
+    def steep(self) -> float | None:
+        "The `steep` suggestion (None if it was not asked for or found none)."
+        return self.suggestions.get('steep')
     @property
-    def minimum(self) -> float | None: return self.suggestions.get('minimum')
+    def minimum(self) -> float | None:
+        "The `minimum` suggestion, a tenth of the lr at the lowest smoothed loss (None if not asked for)."
+        return self.suggestions.get('minimum')
     @property
-    def slide(self) -> float | None: return self.suggestions.get('slide')
+    def slide(self) -> float | None:
+        "The `slide` suggestion (None if it was not asked for or found none)."
+        return self.suggestions.get('slide')
 
     def loss_at(self, lr: float) -> float:
         "The smoothed loss at `lr`: the recorded one if `lr` was tried, else interpolated on a log axis"

@@ -421,8 +421,11 @@ class ScheduleCB(Callback):
         if self.psched is not None and (self.wd_sched or 'wd' in self.sched.names):
             for g, wd in zip(self.learn.opt.param_groups, self.psched.base_wds): _set(g, 'weight_decay', wd)
 
-    def state_dict(self) -> dict: return self.psched.state_dict() if self.psched is not None else {}
+    def state_dict(self) -> dict:
+        "The `ParamScheduler`'s position, for checkpoints (empty before `fit`)."
+        return self.psched.state_dict() if self.psched is not None else {}
     def load_state_dict(self, state: dict):
+        "Keep `state` until the next `fit` builds the scheduler, then resume the schedule from it."
         if state: self._pending = state
 
 # %% ../nbs/07_schedule.ipynb #98587321

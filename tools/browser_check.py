@@ -9,7 +9,7 @@ git ignores) and asserts that:
 
 Usage: `python tools/browser_check.py [NOTEBOOK ...]` (default: every notebook in nbs/). Exits 1 on any failure.
 """
-import argparse, os, shutil, sys, time
+import argparse, json, os, shutil, sys, time
 from pathlib import Path
 
 import nbformat
@@ -37,11 +37,18 @@ IMAGE_STATS_JS = """() => Array.from(document.images).map(img => {
 OUTPUT_TEXT_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"""
 
 
+API_ENTRIES_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).filter(
+    e => e.querySelector('h3') && e.querySelector('pre')).length"""
+
+
+def _name(nb_path: Path) -> str: return ('api_' if nb_path.parent.name == 'api' else '') + nb_path.stem
+
+
 def render(nb_path: Path, out_dir: Path) -> Path:
     "Render the notebook at `nb_path` to HTML in `out_dir`; relative links resolve against the notebook's folder"
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
     body = body.replace('<head>', f'<head><base href="{nb_path.parent.resolve().as_uri()}/">', 1)
-    dest = out_dir / (nb_path.stem + '.html')
+    dest = out_dir / (_name(nb_path) + '.html')
     dest.write_text(body, encoding='utf-8')
     return dest
 
@@ -66,7 +73,7 @@ def main(argv=None):
     p.add_argument('notebooks', nargs='*', type=Path)
     p.add_argument('--out', type=Path, default=ROOT / 'screenshots')
     a = p.parse_args(argv)
-    nbs = a.notebooks or sorted((ROOT / 'nbs').glob('*.ipynb'))
+    nbs = a.notebooks or sorted((ROOT / 'nbs').glob('*.ipynb')) + sorted((ROOT / 'nbs').glob('api/*.ipynb'))
     a.out.mkdir(exist_ok=True)
     start, failed, n_imgs = time.time(), {}, 0
     with sync_playwright() as pw:
@@ -75,10 +82,14 @@ def main(argv=None):
         # The rendered pages link MathJax and fonts from CDNs; this machine is offline, so refuse those at once.
         page.route('**/*', lambda route: route.abort() if route.request.url.startswith('http') else route.continue_())
         for nb in nbs:
-            problems, n = check_page(page, render(nb, a.out), a.out / (nb.stem + '.png'))
+            problems, n = check_page(page, render(nb, a.out), a.out / (_name(nb) + '.png'))
+            if nb.parent.name == 'api':      # an API page: every show_doc entry rendered as a heading with its signature
+                want = sum(''.join(c['source']).startswith('show_doc(') for c in json.loads(nb.read_text())['cells'])
+                got = page.evaluate(API_ENTRIES_JS)
+                if got != want: problems.append(f"{got} of {want} show_doc entries rendered with a heading and a signature")
             n_imgs += n
-            print(f"{nb.name}: {n} images, {'OK' if not problems else '; '.join(problems)}")
-            if problems: failed[nb.name] = problems
+            print(f"{_name(nb)}: {n} images, {'OK' if not problems else '; '.join(problems)}")
+            if problems: failed[_name(nb)] = problems
         browser.close()
     print(f"browser check: {len(nbs)} pages, {n_imgs} images (remote badges not fetched), {len(failed)} failing, {time.time() - start:.1f} s; screenshots in {a.out}")
     return 1 if failed else 0
