@@ -54,8 +54,10 @@ def make_parser() -> argparse.ArgumentParser:
                    "'torchvision' (download); default: the shared offline copy if found, else torchvision")
     r.add_argument('--out', metavar='DIR', default='adamw_course_results', help="where to write the results (default: %(default)s)")
     r.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help="default: cuda if available, else cpu")
-    r.add_argument('--n-per-class', type=_positive_int, help=argparse.SUPPRESS)
-    r.add_argument('--n-test-per-class', type=_positive_int, help=argparse.SUPPRESS)
+    r.add_argument('--n-per-class', type=_positive_int, metavar='N',
+                   help="cifar10: training images per class, at most 5000 (default: 500 quick, all full)")
+    r.add_argument('--n-test-per-class', type=_positive_int, metavar='N',
+                   help="cifar10: test images per class, at most 1000 (default: 250 quick, all full)")
     r.set_defaults(full=False)
     return p
 
