@@ -106,8 +106,7 @@ def page(mod, mods):
     intro = (f"# {name}\n\n> API reference: {summary[0].lower() + summary[1:]}\n\n"
              f"Every name that `{name}` exports, with its signature, its docstring and a table of its arguments. "
              f"The lesson that builds these pieces step by step, and tests each one, is "
-             f"[{nb_path.stem.split('_')[0]} · {_title(nb_path)}](../{nb_path.name}).\n\n"
-             f"```python\nfrom {name} import {', '.join(imports[:3])}{', ...' if len(imports) > 3 else ''}\n```")
+             f"[{nb_path.stem.split('_')[0]} · {_title(nb_path)}](../{nb_path.name}).")
     cells = [_cell('markdown', intro)]
     by_mod = {}
     for n in imports:

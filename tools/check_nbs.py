@@ -1,6 +1,9 @@
 """Check the notebooks as readers will see them: every lesson has a title, a subtitle, a Colab badge,
-committed outputs, and no error or traceback in its outputs. Exits 1 with a list of problems."""
+committed outputs, and no error or traceback in its outputs; API pages (nbs/api/) the same without the badge; and the
+site's sidebar (nbs/sidebar.yml) links every notebook. Exits 1 with a list of problems."""
 import json, sys
+
+import yaml
 from pathlib import Path
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
@@ -26,10 +29,24 @@ def problems(path):
                 res.append(f'an error in the outputs of cell {c.get("id")}')
     return res
 
+def sidebar_problems(nbs_dir=NBS):
+    "The site's sidebar (nbs/sidebar.yml) must list every notebook, and only notebooks that exist."
+    def files(items):
+        for it in items:
+            if isinstance(it, str): yield it
+            else: yield from files(it.get('contents', []))
+    listed = list(files(yaml.safe_load((nbs_dir/'sidebar.yml').read_text())['website']['sidebar']['contents']))
+    have = {str(p.relative_to(nbs_dir)) for p in nbs_dir.rglob('*.ipynb') if not any(x.startswith(('.', '_')) for x in p.parts)}
+    res = [f'sidebar.yml lists {f}, which does not exist' for f in listed if f not in have]
+    res += [f'{f} is not in sidebar.yml, so the site has no link to it' for f in sorted(have - set(listed))]
+    res += [f'sidebar.yml lists {f} twice' for f in sorted({f for f in listed if listed.count(f) > 1})]
+    return res
+
 if __name__ == '__main__':
     paths = sorted(NBS.glob('*.ipynb')) + sorted(NBS.glob('api/*.ipynb'))
     bad = {str(p.relative_to(NBS)): r for p in paths if (r := problems(p))}
+    if sb := sidebar_problems(): bad['sidebar.yml'] = sb
     for name, r in bad.items(): print(f'{name}: ' + '; '.join(r))
     if bad: sys.exit(1)
     n_api = len(list(NBS.glob('api/*.ipynb')))
-    print(f'{len(paths)} notebooks checked ({len(paths) - n_api} course pages, {n_api} API pages): titles, badges, outputs, no errors.')
+    print(f'{len(paths)} notebooks checked ({len(paths) - n_api} course pages, {n_api} API pages): titles, badges, outputs, no errors; all in the sidebar.')

@@ -27,7 +27,7 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb'):
         src = _src(cell).strip()
         if not src: continue
         if cell['cell_type'] == 'markdown':
-            parts.append(re.sub(r'\]\((\d\d[a-z]?_[\w]+\.ipynb)\)', r'](nbs/\1)', src))
+            parts.append(re.sub(r'\]\(((?:api/)?\w+\.ipynb)\)', r'](nbs/\1)', src))
         elif cell['cell_type'] == 'code':
             lines = src.splitlines()
             if any(l.strip() in ('#| hide', '#|hide') for l in lines if l.startswith('#|')): continue
