@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 # %% ../nbs/02_adam.ipynb #b3e5e9bc
-from .sgd import check_lr, check_betas, check_eps, check_weight_decay, decay_weights_, l2_grads
+from .sgd import CheckedOptimizer, check_lr, check_betas, check_eps, check_weight_decay, decay_weights_, l2_grads
 
 # %% ../nbs/02_adam.ipynb #bf0725b4
 def _is_list(x) -> bool: return isinstance(x, (list, tuple))
@@ -128,9 +128,10 @@ def _adam_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, 
 def _scalar_dtype() -> torch.dtype: return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 def _check_adam_group(group: dict):
+    "Check an Adam param group's `lr`, `betas`, `eps` and `weight_decay`; raise `ValueError` if one is bad."
     check_lr(group['lr']); check_betas(group['betas']); check_eps(group['eps']); check_weight_decay(group['weight_decay'])
 
-class Adam(Optimizer):
+class Adam(CheckedOptimizer):
     """Adam with L2 (default) or decoupled weight decay (AdamW), amsgrad, and optional bias correction.
 
     Same arguments, defaults and state (`step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) as `torch.optim.Adam`, plus
@@ -158,24 +159,18 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, decoupled_weight_decay: bool = False,
                  bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None):
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        decoupled_weight_decay=decoupled_weight_decay, bias_correction=bias_correction,
-                        maximize=maximize, foreach=foreach)
-        _check_adam_group(defaults)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      decoupled_weight_decay=decoupled_weight_decay, bias_correction=bias_correction,
+                                      maximize=maximize, foreach=foreach))
 
-    def add_param_group(self, param_group: dict):
-        "Check the group's hyperparameters (filled in from the defaults), then add it like `torch.optim.Optimizer`."
-        if isinstance(param_group, dict): _check_adam_group({**self.defaults, **param_group})
-        super().add_param_group(param_group)
+    check_group = staticmethod(_check_adam_group)
+    # options that `torch.optim.Adam` state dicts (and older ones of ours) may lack
+    state_defaults = dict(amsgrad=False, decoupled_weight_decay=False, bias_correction=True, maximize=False, foreach=None)
 
     def __setstate__(self, state: dict):
-        "Fill in options missing from old or foreign (e.g. `torch.optim.Adam`) state dicts; make `step` a tensor."
+        "Load like `CheckedOptimizer` (filling in missing options), then make every `step` a tensor, as torch keeps it."
         super().__setstate__(state)
         for group in self.param_groups:
-            for k, v in dict(amsgrad=False, decoupled_weight_decay=False, bias_correction=True, maximize=False,
-                             foreach=None).items():
-                group.setdefault(k, v)
             for p in group['params']:
                 st = self.state.get(p, {})
                 if 'step' in st and not torch.is_tensor(st['step']):

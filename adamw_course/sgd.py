@@ -6,7 +6,7 @@ Docs: https://adamw-course.github.io/adamw_course/sgd.html.md"""
 
 # %% auto #0
 __all__ = ['check_lr', 'check_weight_decay', 'check_momentum', 'check_dampening', 'check_nesterov', 'check_betas', 'check_eps',
-           'decay_weights_', 'l2_grads', 'momentum_', 'nesterov_grads', 'sgd_update_', 'SGD']
+           'decay_weights_', 'l2_grads', 'momentum_', 'nesterov_grads', 'sgd_update_', 'CheckedOptimizer', 'SGD']
 
 # %% ../nbs/01_sgd.ipynb #6bbbe3cc
 import math
@@ -145,12 +145,40 @@ def _sgd_foreach(params, grads, bufs, *, lr, momentum, dampening, weight_decay, 
             gs = nesterov_grads(gs, bs, momentum) if nesterov else bs
         sgd_update_(ps, gs, lr)
 
+# %% ../nbs/01_sgd.ipynb #530212a4
+class CheckedOptimizer(Optimizer):
+    """A `torch.optim.Optimizer` that checks its hyperparameters and fills in options missing from loaded state dicts.
+
+    Subclasses set `check_group` (a function that raises `ValueError` for a bad group dict) and `state_defaults` (options
+    a state dict from torch, or from an older version, may lack). Every group, the defaults' and those added later with
+    `add_param_group`, is checked after being filled in from `defaults`."""
+    @staticmethod
+    def check_group(group: dict):
+        "Raise `ValueError` if `group`'s hyperparameters are invalid. Subclasses set their own; this one accepts any group."
+    state_defaults: dict = {}
+
+    def __init__(self, params, defaults: dict):
+        self.check_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict):
+        "Check the group's hyperparameters (filled in from the defaults), then add it like `torch.optim.Optimizer`."
+        if isinstance(param_group, dict): self.check_group({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict):
+        "Load like `torch.optim.Optimizer`, then give every group the `state_defaults` it lacks."
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for k, v in self.state_defaults.items(): group.setdefault(k, v)
+
 # %% ../nbs/01_sgd.ipynb #bb5b49cd
 def _check_sgd_group(group: dict):
+    "Check an SGD param group's `lr`, `momentum`, `dampening`, `weight_decay` and `nesterov`; raise `ValueError` if one is bad."
     check_lr(group['lr']); check_momentum(group['momentum']); check_dampening(group['dampening'])
     check_weight_decay(group['weight_decay']); check_nesterov(group['nesterov'], group['momentum'], group['dampening'])
 
-class SGD(Optimizer):
+class SGD(CheckedOptimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum, and L2 or decoupled weight decay.
 
     Same arguments, defaults and state as `torch.optim.SGD`, plus `decoupled_weight_decay`. For each parameter `p`
@@ -173,22 +201,13 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, foreach: bool | None = None):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, foreach=foreach)
-        _check_sgd_group(defaults)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+                                      foreach=foreach))
 
-    def add_param_group(self, param_group: dict):
-        "Check the group's hyperparameters (filled in from the defaults), then add it like `torch.optim.Optimizer`."
-        if isinstance(param_group, dict): _check_sgd_group({**self.defaults, **param_group})
-        super().add_param_group(param_group)
-
-    def __setstate__(self, state: dict):
-        "Fill in options missing from old or foreign (e.g. `torch.optim.SGD`) state dicts."
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for k, v in dict(nesterov=False, maximize=False, decoupled_weight_decay=False, foreach=None).items():
-                group.setdefault(k, v)
+    check_group = staticmethod(_check_sgd_group)
+    # options that `torch.optim.SGD` state dicts (and older ones of ours) may lack
+    state_defaults = dict(nesterov=False, maximize=False, decoupled_weight_decay=False, foreach=None)
 
     @torch.no_grad()
     def step(self, closure=None):
