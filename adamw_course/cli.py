@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 # %% ../nbs/10_cli.ipynb #4893bfe7
-from .data import cifar10, find_cifar10
+from .data import cifar10
 from .models import small_cnn, wrn_22
 from .experiments import post_specs, run_grid, results_table, save_results, machine_info
 
@@ -97,8 +97,7 @@ def reproduce_cifar10(args: argparse.Namespace, device: torch.device) -> list[di
           f"({m['gpu'] or str(m['cpu_count']) + ' CPU cores'}); {size['model']}, {size['epochs']} epochs of the post's 1cycle, "
           f"{size['runs']} seed(s) per optimizer, {'full' if args.full else 'quick'} mode", flush=True)
     results = run_grid(specs, dls, MODELS[size['model']], size['epochs'], seeds=range(size['runs']))
-    source = args.data or find_cifar10() or 'torchvision'        # what `cifar10` loaded, for the record
-    settings = dict(experiment='cifar10', mode='full' if args.full else 'quick', device=str(device), data=str(source),
+    settings = dict(experiment='cifar10', mode='full' if args.full else 'quick', device=str(device), data=str(dls.source),
                     n_train=len(dls.train.x), n_test=len(dls.valid.x), **size, specs=[asdict(s) for s in specs],
                     wall_seconds=round(time.perf_counter() - start, 1), argv=sys.argv)
     paths = save_results(results, Path(args.out)/'cifar10', settings=settings)

@@ -188,6 +188,10 @@ def _load_cached(path: Path, cache_file: Path | None, **params) -> tuple[torch.T
     return data
 
 # %% ../nbs/05a_data.ipynb #ffd3f0ae
+def _resolve_source(source):
+    "What `source=None` means: the copy `find_cifar10()` finds, else 'torchvision' (the official download)."
+    return (find_cifar10() or 'torchvision') if source is None else source
+
 def load_cifar10(source: str | Path | None = None, n_per_class: int | None = None, n_test_per_class: int | None = None,
                  seed: int = 0, cache_dir: str | Path | bool | None = None) -> tuple[torch.Tensor, ...]:
     """CIFAR-10 as `(x_train, y_train, x_test, y_test)`: uint8 images `[N, 3, 32, 32]` and int64 labels in `CIFAR10_CLASSES` order.
@@ -199,7 +203,7 @@ def load_cifar10(source: str | Path | None = None, n_per_class: int | None = Non
     _check_n(n_per_class, 'n_per_class'); _check_n(n_test_per_class, 'n_test_per_class')
     params = dict(n_per_class=n_per_class, n_test_per_class=n_test_per_class, seed=seed)
     cache_dir = default_cache_dir() if cache_dir is None or cache_dir is True else cache_dir
-    if source is None: source = find_cifar10() or 'torchvision'
+    source = _resolve_source(source)
     if isinstance(source, str) and source == 'torchvision':
         return _load_torchvision(Path(cache_dir or default_cache_dir())/'torchvision', True, **params)
     path = Path(source).expanduser()
@@ -293,9 +297,9 @@ class DeviceLoader:
 
 # %% ../nbs/05a_data.ipynb #778f0076
 class DataLoaders:
-    "A training and a validation loader, as `.train` and `.valid`; `.device` is where their batches live."
-    def __init__(self, train, valid, classes=None):
-        self.train, self.valid, self.classes = train, valid, classes
+    "A training and a validation loader, as `.train` and `.valid`; `.device` is where their batches live, `.source` what they were read from."
+    def __init__(self, train, valid, classes=None, source=None):
+        self.train, self.valid, self.classes, self.source = train, valid, classes, source
     @property
     def device(self) -> torch.device:
         "The device the batches come out on (the training loader's)."
@@ -310,12 +314,13 @@ def cifar10(source=None, n_per_class: int | None = None, n_test_per_class: int |
 
     The training loader shuffles, drops its last partial batch, and (if `augment`) random-crops and flips, with a generator
     seeded by `seed`; the validation loader (batch size `valid_bs`, default `2*bs`) serves the test split in order."""
+    source = _resolve_source(source)
     x_train, y_train, x_test, y_test = load_cifar10(source, n_per_class, n_test_per_class, seed, cache_dir)
     device = torch.device(device) if device is not None else default_device()
     kw = dict(device=device, channels_last=channels_last)
     train = DeviceLoader(x_train, y_train, bs, shuffle=True, augment=augment, drop_last=True, seed=seed, **kw)
     valid = DeviceLoader(x_test, y_test, valid_bs or 2 * bs, **kw)
-    return DataLoaders(train, valid, classes=CIFAR10_CLASSES)
+    return DataLoaders(train, valid, classes=CIFAR10_CLASSES, source=source)
 
 # %% ../nbs/05a_data.ipynb #4acddda5
 class TorchLoader:
