@@ -60,27 +60,29 @@ def _all_classes(mods):
     return {id(o): o for m in mods for n in m.__all__ if inspect.isclass(o := getattr(m, n))}.values()
 
 
+def _has_doc(o) -> bool: return bool((o.__doc__ or '').strip())      # its own docstring, not one inherited
+
+
 def entries(mod, mods):
-    """What the page for `mod` documents: (names to import, [(qualified name, object)], {constant: value}),
+    """What the page for `mod` documents: ({module: names to import}, [(qualified name, object)], {constant: value}),
     and a list of missing docstrings."""
-    docs, consts, missing, imports = [], {}, [], []
+    imports, docs, consts, missing = {mod.__name__: []}, [], {}, []
+    def add(qual, obj):
+        if _has_doc(obj): docs.append((qual, obj))
+        else: missing.append(f'{mod.__name__}: {qual}')
     for n in mod.__all__:
         o = getattr(mod, n)
         if not (inspect.isfunction(o) or inspect.isclass(o)):
             consts[n] = o; continue
-        imports.append(n); docs.append((n, o))
-        if not inspect.getdoc(o) or (inspect.isclass(o) and o.__doc__ is None): missing.append(f'{mod.__name__}.{n}')
+        imports[mod.__name__].append(n); add(n, o)
         if inspect.isclass(o):
-            for k in _own_methods(o, mod):
-                f = _func(vars(o)[k])
-                if not (f.__doc__ or '').strip(): missing.append(f'{mod.__name__}.{n}.{k}')
-                else: docs.append((f'{n}.{k}', f))
+            for k in _own_methods(o, mod): add(f'{n}.{k}', _func(vars(o)[k]))
     for cls in _all_classes(mods):               # methods this module patches onto other modules' classes
         if cls.__module__ == mod.__name__: continue
         for k in _own_methods(cls, mod):
-            if cls.__name__ not in imports: imports.append(cls.__name__)
-            docs.append((f'{cls.__name__}.{k}', _func(vars(cls)[k])))
-            if not (docs[-1][1].__doc__ or '').strip(): missing.append(f'{mod.__name__}: {cls.__name__}.{k}')
+            names = imports.setdefault(cls.__module__, [])
+            if cls.__name__ not in names: names.append(cls.__name__)
+            add(f'{cls.__name__}.{k}', _func(vars(cls)[k]))
     return imports, docs, consts, missing
 
 
@@ -108,11 +110,7 @@ def page(mod, mods):
              f"The lesson that builds these pieces step by step, and tests each one, is "
              f"[{nb_path.stem.split('_')[0]} · {_title(nb_path)}](../{nb_path.name}).")
     cells = [_cell('markdown', intro)]
-    by_mod = {}
-    for n in imports:
-        src_mod = name if n in mod.__all__ else next(c.__module__ for c in _all_classes(mods) if c.__name__ == n)
-        by_mod.setdefault(src_mod, []).append(n)
-    imp = '\n'.join(f"from {m} import {', '.join(ns)}" for m, ns in by_mod.items())
+    imp = '\n'.join(f"from {m} import {', '.join(ns)}" for m, ns in imports.items() if ns)
     cells.append(_cell('code', f"#| hide\nfrom nbdev.showdoc import show_doc\n{imp}"))
     for qual, obj in docs:
         md = show_doc(obj, name=qual if '.' in qual else None)._repr_markdown_()
