@@ -80,12 +80,17 @@ def conv_bn_relu(ni: int, nf: int, ks: int = 3, stride: int = 1) -> nn.Sequentia
     "Convolution (no bias), batch norm, ReLU."
     return nn.Sequential(conv(ni, nf, ks, stride), nn.BatchNorm2d(nf), nn.ReLU(inplace=True))
 
-def small_cnn(num_classes: int = 10, widths=(16, 32, 64), in_channels: int = 3) -> nn.Sequential:
-    "A small CNN that trains in seconds on a CPU: three conv-BN-ReLU stages of `widths` channels, each halving the image with a max-pool, a `PreActBlock` after the second, then average pool and a linear layer."
+def small_cnn(num_classes: int = 10, widths=(16, 32, 64), in_channels: int = 3, hidden: int | None = None) -> nn.Sequential:
+    """A small CNN that trains in seconds on a CPU: three conv-BN-ReLU stages of `widths` channels, each halving the image
+    with a max-pool, a `PreActBlock` after the second, then average pool and a linear layer. With `hidden`, the head is
+    instead the flattened 4x4 map, a `hidden`-unit linear layer with ReLU, and the output layer (for 32x32 images): a
+    large dense layer that can memorize a small training set, which is what a study of regularization needs."""
     a, b, c = widths
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)] if hidden is None else \
+           [nn.Flatten(), nn.Linear(c * 16, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)]
     return init_cnn(nn.Sequential(
         conv_bn_relu(in_channels, a), nn.MaxPool2d(2),
         conv_bn_relu(a, b), nn.MaxPool2d(2),
         PreActBlock(b, b),
         conv_bn_relu(b, c), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)))
+        *head))
