@@ -6,26 +6,26 @@ Docs: https://adamw-course.github.io/adamw_course/cifar10.html.md"""
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'MODELS', 'SIZES', 'ADAMW_WDS', 'L2_WDS', 'BEST', 'STUDIES', 'NOT_DECIDED', 'METRICS', 'REPRODUCED',
-           'CONTRADICTED', 'RunSpec', 'post_specs', 'Study', 'make_study', 'train_run', 'study_dls', 'StudyError',
-           'record_path', 'write_json_atomic', 'load_record', 'machine_info', 'versions', 'check_out_dir', 'run_study',
-           't975', 'paired_diff', 'summarize_study', 'study_table', 'plot_study', 'save_study', 'post_verdicts',
-           'verdicts_table']
+           'CONTRADICTED', 'RunSpec', 'post_specs', 'small_cnn_dense', 'Study', 'make_study', 'train_run', 'study_dls',
+           'StudyError', 'record_path', 'write_json_atomic', 'load_record', 'machine_info', 'versions', 'check_out_dir',
+           'run_study', 't975', 'paired_diff', 'summarize_study', 'study_table', 'plot_study', 'save_study',
+           'post_verdicts', 'verdicts_table']
 
-# %% ../nbs/08_cifar10.ipynb #5cd82dba
+# %% ../nbs/08_cifar10.ipynb #6b146211
 import hashlib, json, math, multiprocessing as mp, os, platform, re, statistics, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-# %% ../nbs/08_cifar10.ipynb #5cf21e23
+# %% ../nbs/08_cifar10.ipynb #a477a666
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/08_cifar10.ipynb #07f46832
+# %% ../nbs/08_cifar10.ipynb #2b962265
 import matplotlib.pyplot as plt
 
-# %% ../nbs/08_cifar10.ipynb #0faec7cd
+# %% ../nbs/08_cifar10.ipynb #b1aa9cf1
 import adamw_course
 from .adam import Adam
 from .adamw import AdamW, POST, param_groups
@@ -35,7 +35,7 @@ from .lr_finder import lr_find
 from .models import small_cnn, wrn_22
 from .schedule import one_cycle_post, const_schedule, step_schedule
 
-# %% ../nbs/08_cifar10.ipynb #bb9b756e
+# %% ../nbs/08_cifar10.ipynb #4114f376
 SCHEDULES = ('one_cycle', 'const', 'step')
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RunSpec:
         if self.sched == 'const': return const_schedule(lr)
         return step_schedule(lr)
 
-# %% ../nbs/08_cifar10.ipynb #cbe6593c
+# %% ../nbs/08_cifar10.ipynb #5668c964
 def post_specs(epochs: int = POST['epochs'], lr: float = POST['adamw_lr'], wd: float = POST['adamw_wd'],
                l2_lr: float = POST['l2_lr'], l2_wd: float = POST['l2_wd'], tta_run: bool = True) -> list[RunSpec]:
     "The post's CIFAR-10 grid at the settings of `POST`: AdamW (`lr`, `wd`), Adam + L2 (`l2_lr`, `l2_wd`), each ± amsgrad, and AdamW for 18/30 of `epochs` (read with TTA)."
@@ -85,8 +85,12 @@ def post_specs(epochs: int = POST['epochs'], lr: float = POST['adamw_lr'], wd: f
                                     post='94% with TTA in 18 epochs'))
     return rows
 
-# %% ../nbs/08_cifar10.ipynb #5aa27f27
-MODELS = {'small_cnn': small_cnn, 'small_cnn_dense': lambda: small_cnn(hidden=512), 'wrn_22': wrn_22}
+# %% ../nbs/08_cifar10.ipynb #8c1535c6
+def small_cnn_dense() -> torch.nn.Module:
+    "`small_cnn(hidden=512)`: the small CNN with a dense head that can overfit a small training set (the studies' model at the small size)."
+    return small_cnn(hidden=512)
+
+MODELS = {'small_cnn': small_cnn, 'small_cnn_dense': small_cnn_dense, 'wrn_22': wrn_22}
 
 @dataclass(frozen=True)
 class Study:
@@ -135,9 +139,11 @@ class Study:
         "Every (setting, seed) of the grid, setting by setting."
         return [(s, seed) for s in self.specs for seed in self.seeds]
 
-    def epochs_of(self, spec: RunSpec) -> int: return spec.epochs or self.epochs
+    def epochs_of(self, spec: RunSpec) -> int:
+        "The epochs `spec` trains for: its own, or the study's."
+        return spec.epochs or self.epochs
 
-# %% ../nbs/08_cifar10.ipynb #57d5191e
+# %% ../nbs/08_cifar10.ipynb #de906d0d
 SIZES = {
     'quick': dict(model='small_cnn', n_per_class=500, n_test_per_class=250, bs=128, epochs=8, augment=True),
     'tiny':  dict(model='small_cnn', n_per_class=20, n_test_per_class=10, bs=32, epochs=1, augment=False),
@@ -211,7 +217,7 @@ def make_study(name: str, size: str = 'small') -> Study:
     d = dict(SIZES[size], **STUDIES[name](size))
     return Study(name=name, size=size, specs=tuple(d.pop('specs')), **d)
 
-# %% ../nbs/08_cifar10.ipynb #96fddffb
+# %% ../nbs/08_cifar10.ipynb #4ea1f6e3
 def _sync(device):
     if torch.device(device).type == 'cuda': torch.cuda.synchronize()
 
@@ -248,7 +254,7 @@ def train_run(study: Study, spec: RunSpec, seed: int, dls) -> dict:
         rec['flip_tta_accuracy'] = learn.tta(n=1, augment=_flip)[1]         # the image and its mirror
     return json.loads(json.dumps(rec, default=float))
 
-# %% ../nbs/08_cifar10.ipynb #9af3bc0c
+# %% ../nbs/08_cifar10.ipynb #d9bfb922
 _DLS = {}
 
 def study_dls(study: Study, source=None, device=None):
@@ -280,7 +286,7 @@ def _init_worker(threads: int):
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C goes to the parent, which stops the pool
     torch.set_num_threads(threads)
 
-# %% ../nbs/08_cifar10.ipynb #0bb4e038
+# %% ../nbs/08_cifar10.ipynb #17be5a99
 class StudyError(Exception):
     "A study cannot start or go on as asked: the message says what is wrong and what to do."
 
@@ -313,7 +319,7 @@ def load_record(path, study: Study) -> dict | None:
                          f"use another --out, or --overwrite to start this study afresh there.")
     return rec
 
-# %% ../nbs/08_cifar10.ipynb #a1a7f42b
+# %% ../nbs/08_cifar10.ipynb #471f2a09
 def machine_info() -> dict:
     "Where the numbers came from: platform, Python, CPU, number of cores, GPU name (if CUDA is available), torch's threads."
     return dict(platform=platform.platform(), python=platform.python_version(), cpu=platform.processor() or platform.machine(),
@@ -328,7 +334,7 @@ def versions() -> dict:
     except ImportError: pass
     return v
 
-# %% ../nbs/08_cifar10.ipynb #6f4b2f7e
+# %% ../nbs/08_cifar10.ipynb #9b63d3b8
 def _data_name(source) -> str:
     return 'torchvision CIFAR-10 (official)' if source is None or str(source) == 'torchvision' or Path(str(source)).is_dir() \
         and (Path(str(source))/'cifar-10-batches-py').is_dir() else Path(str(source)).name
@@ -401,7 +407,7 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
         finally: ex.shutdown(wait=True)
     return [r for s, seed in study.runs() if (r := load_record(record_path(runs_dir.parent, s, seed), study)) is not None]
 
-# %% ../nbs/08_cifar10.ipynb #ef22f7f8
+# %% ../nbs/08_cifar10.ipynb #6851a878
 # Student's t quantiles t(0.975, df) for df = 1..30 (two-sided 95%); tests check them against scipy.stats.t.ppf.
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604, 2.1448,
          2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484,
@@ -415,7 +421,7 @@ def t975(df: int) -> float:
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
-# %% ../nbs/08_cifar10.ipynb #eccf13d3
+# %% ../nbs/08_cifar10.ipynb #054a1bd7
 NOT_DECIDED = 'not decided at this size'
 
 def paired_diff(a: dict[int, float], b: dict[int, float]) -> dict:
@@ -434,7 +440,7 @@ def paired_diff(a: dict[int, float], b: dict[int, float]) -> dict:
     verdict = 'a better' if lo > 0 else 'b better' if hi < 0 else NOT_DECIDED
     return dict(n=n, seeds=seeds, mean=m, std=sd, lo=lo, hi=hi, verdict=verdict)
 
-# %% ../nbs/08_cifar10.ipynb #0587f26c
+# %% ../nbs/08_cifar10.ipynb #13286d6a
 METRICS = ('accuracy', 'valid_loss', 'train_accuracy', 'train_loss_eval', 'tta_accuracy', 'flip_tta_accuracy', 'lr', 'train_seconds')
 
 def _stats(xs: list[float]) -> dict:
@@ -482,7 +488,7 @@ def _reach(settings: list[dict]) -> dict:
     target = min(max(a for _, a in pts) for pts in scheds.values())
     return dict(target=target, epochs={k: min(e for e, a in pts if a >= target) for k, pts in scheds.items()})
 
-# %% ../nbs/08_cifar10.ipynb #7f8cc4e1
+# %% ../nbs/08_cifar10.ipynb #95f7e86c
 def _pct(st: dict | None) -> str:
     if not st: return ''
     return f"{st['mean']:.2%}" + (f" ± {st['std']:.2%}" if not math.isnan(st['std']) else '')
@@ -518,7 +524,7 @@ def study_table(summary: dict) -> str:
                   "smallest budget run: " + ', '.join(f"{k} {v}" for k, v in r['epochs'].items()) + '.']
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/08_cifar10.ipynb #c1302e86
+# %% ../nbs/08_cifar10.ipynb #92535546
 def _errorbar(ax, xs, sts, **kw):
     ax.errorbar(xs, [s['mean'] for s in sts], yerr=[0 if math.isnan(s['std']) else s['std'] for s in sts], capsize=3, **kw)
 
@@ -590,7 +596,7 @@ def plot_study(summary: dict, kind: str = 'compare'):
     fig.tight_layout(); plt.close(fig)
     return fig
 
-# %% ../nbs/08_cifar10.ipynb #06dcdb6a
+# %% ../nbs/08_cifar10.ipynb #5f7cc160
 def save_study(study: Study, records: Sequence[dict], root) -> dict[str, Path]:
     "Write the study's `summary.json`, `summary.md` and `<name>.png` into `root/<study.name>/`, all or none: each goes to a temporary file first, and they are renamed into place only when all are written."
     if not records: raise StudyError(f"study {study.name!r} has no finished runs in {Path(root)/study.name}: nothing to summarize.")
@@ -607,7 +613,7 @@ def save_study(study: Study, records: Sequence[dict], root) -> dict[str, Path]:
         for t in tmp.values(): t.unlink(missing_ok=True)
     return paths
 
-# %% ../nbs/08_cifar10.ipynb #e70eccdf
+# %% ../nbs/08_cifar10.ipynb #8901f1c8
 REPRODUCED, CONTRADICTED = 'reproduced', 'contradicted'
 
 def _load_summary(root, name):
