@@ -11,21 +11,21 @@ __all__ = ['SCHEDULES', 'MODELS', 'SIZES', 'ADAMW_WDS', 'L2_WDS', 'BEST', 'STUDI
            'run_study', 't975', 'paired_diff', 'summarize_study', 'study_table', 'plot_study', 'save_study',
            'post_verdicts', 'verdicts_table']
 
-# %% ../nbs/08_cifar10.ipynb #6b146211
+# %% ../nbs/08_cifar10.ipynb #6e29efa2
 import hashlib, json, math, multiprocessing as mp, os, platform, re, statistics, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-# %% ../nbs/08_cifar10.ipynb #a477a666
+# %% ../nbs/08_cifar10.ipynb #472d7b9b
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/08_cifar10.ipynb #2b962265
+# %% ../nbs/08_cifar10.ipynb #4799e998
 import matplotlib.pyplot as plt
 
-# %% ../nbs/08_cifar10.ipynb #b1aa9cf1
+# %% ../nbs/08_cifar10.ipynb #48802ae8
 import adamw_course
 from .adam import Adam
 from .adamw import AdamW, POST, param_groups
@@ -35,7 +35,7 @@ from .lr_finder import lr_find
 from .models import small_cnn, wrn_22
 from .schedule import one_cycle_post, const_schedule, step_schedule
 
-# %% ../nbs/08_cifar10.ipynb #4114f376
+# %% ../nbs/08_cifar10.ipynb #78fd55de
 SCHEDULES = ('one_cycle', 'const', 'step')
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RunSpec:
         if self.sched == 'const': return const_schedule(lr)
         return step_schedule(lr)
 
-# %% ../nbs/08_cifar10.ipynb #5668c964
+# %% ../nbs/08_cifar10.ipynb #7b5f8828
 def post_specs(epochs: int = POST['epochs'], lr: float = POST['adamw_lr'], wd: float = POST['adamw_wd'],
                l2_lr: float = POST['l2_lr'], l2_wd: float = POST['l2_wd'], tta_run: bool = True) -> list[RunSpec]:
     "The post's CIFAR-10 grid at the settings of `POST`: AdamW (`lr`, `wd`), Adam + L2 (`l2_lr`, `l2_wd`), each ± amsgrad, and AdamW for 18/30 of `epochs` (read with TTA)."
@@ -85,7 +85,7 @@ def post_specs(epochs: int = POST['epochs'], lr: float = POST['adamw_lr'], wd: f
                                     post='94% with TTA in 18 epochs'))
     return rows
 
-# %% ../nbs/08_cifar10.ipynb #8c1535c6
+# %% ../nbs/08_cifar10.ipynb #58945301
 def small_cnn_dense() -> torch.nn.Module:
     "`small_cnn(hidden=512)`: the small CNN with a dense head that can overfit a small training set (the studies' model at the small size)."
     return small_cnn(hidden=512)
@@ -143,7 +143,7 @@ class Study:
         "The epochs `spec` trains for: its own, or the study's."
         return spec.epochs or self.epochs
 
-# %% ../nbs/08_cifar10.ipynb #de906d0d
+# %% ../nbs/08_cifar10.ipynb #8e9c3b81
 SIZES = {
     'quick': dict(model='small_cnn', n_per_class=500, n_test_per_class=250, bs=128, epochs=8, augment=True),
     'tiny':  dict(model='small_cnn', n_per_class=20, n_test_per_class=10, bs=32, epochs=1, augment=False),
@@ -217,7 +217,7 @@ def make_study(name: str, size: str = 'small') -> Study:
     d = dict(SIZES[size], **STUDIES[name](size))
     return Study(name=name, size=size, specs=tuple(d.pop('specs')), **d)
 
-# %% ../nbs/08_cifar10.ipynb #4ea1f6e3
+# %% ../nbs/08_cifar10.ipynb #717b03e8
 def _sync(device):
     if torch.device(device).type == 'cuda': torch.cuda.synchronize()
 
@@ -254,7 +254,7 @@ def train_run(study: Study, spec: RunSpec, seed: int, dls) -> dict:
         rec['flip_tta_accuracy'] = learn.tta(n=1, augment=_flip)[1]         # the image and its mirror
     return json.loads(json.dumps(rec, default=float))
 
-# %% ../nbs/08_cifar10.ipynb #d9bfb922
+# %% ../nbs/08_cifar10.ipynb #2e36f01c
 _DLS = {}
 
 def study_dls(study: Study, source=None, device=None):
@@ -286,7 +286,7 @@ def _init_worker(threads: int):
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C goes to the parent, which stops the pool
     torch.set_num_threads(threads)
 
-# %% ../nbs/08_cifar10.ipynb #17be5a99
+# %% ../nbs/08_cifar10.ipynb #35a9914c
 class StudyError(Exception):
     "A study cannot start or go on as asked: the message says what is wrong and what to do."
 
@@ -319,7 +319,7 @@ def load_record(path, study: Study) -> dict | None:
                          f"use another --out, or --overwrite to start this study afresh there.")
     return rec
 
-# %% ../nbs/08_cifar10.ipynb #471f2a09
+# %% ../nbs/08_cifar10.ipynb #7ff4baa8
 def machine_info() -> dict:
     "Where the numbers came from: platform, Python, CPU, number of cores, GPU name (if CUDA is available), torch's threads."
     return dict(platform=platform.platform(), python=platform.python_version(), cpu=platform.processor() or platform.machine(),
@@ -334,7 +334,7 @@ def versions() -> dict:
     except ImportError: pass
     return v
 
-# %% ../nbs/08_cifar10.ipynb #9b63d3b8
+# %% ../nbs/08_cifar10.ipynb #78850900
 def _data_name(source) -> str:
     return 'torchvision CIFAR-10 (official)' if source is None or str(source) == 'torchvision' or Path(str(source)).is_dir() \
         and (Path(str(source))/'cifar-10-batches-py').is_dir() else Path(str(source)).name
@@ -352,18 +352,20 @@ def check_out_dir(path) -> Path:
     return path
 
 def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, overwrite: bool = False,
-              max_minutes: float | None = None, log: Callable | None = print) -> list[dict]:
+              max_minutes: float | None = None, log: Callable | None = print, record_meta: bool = True) -> list[dict]:
     """Run every (setting, seed) of `study` that has no record yet in `root/<study.name>/runs/`, and return all its records.
 
     Each finished run's record is written at once, atomically, so an interrupted study keeps every finished run and
     loses only the one in progress; rerunning the same call picks up where it stopped and ends with the same records as
     an uninterrupted run. Records of other settings are never mixed in: they raise `StudyError`, unless `overwrite`
     (which deletes the old records first). `jobs > 1` runs that many runs at once in separate processes (on a CPU, each
-    gets `cores // jobs` threads). `max_minutes` stops starting new runs after that long (the runs under way finish)."""
+    gets `cores // jobs` threads). `max_minutes` stops starting new runs after that long (the runs under way finish).
+    `study.json` records the settings, the data, the command, the versions and the machine; with `record_meta=False`
+    (a study run only because another reads its runs) it is written only if there is none yet."""
     if not (isinstance(jobs, int) and jobs >= 1): raise ValueError(f"jobs must be a positive int, got {jobs!r}.")
     if study.runs_from:                                    # a view of another study's runs: run (or resume) those first
         run_study(make_study(study.runs_from, study.size), root, jobs=jobs, source=source, device=device, overwrite=overwrite,
-                  max_minutes=max_minutes, log=log)
+                  max_minutes=max_minutes, log=log, record_meta=False)
     folder = check_out_dir(Path(root)/study.name)
     runs_dir = _runs_dir(root, study)
     meta_path = folder/'study.json'
@@ -381,7 +383,7 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
                 pairs=study.pairs, kind=study.kind, runs_from=study.runs_from, data=_data_name(dls.source),
                 n_train=len(dls.train.x), n_test=len(dls.valid.x), command=' '.join(['adamw-course', *sys.argv[1:]])
                 if Path(sys.argv[0]).name in ('adamw-course', 'cli.py') else None, versions=versions(), machine=machine_info())
-    write_json_atomic(meta_path, meta)
+    if record_meta or todo or not meta_path.exists(): write_json_atomic(meta_path, meta)
     n_all = len(study.runs())
     if log: log(f"{study.name} ({study.size}): {n_all - len(todo)} of {n_all} runs already recorded in {runs_dir}; {len(todo)} to run"
                 + (f", {jobs} at a time" if jobs > 1 and todo else ''))
@@ -407,7 +409,7 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
         finally: ex.shutdown(wait=True)
     return [r for s, seed in study.runs() if (r := load_record(record_path(runs_dir.parent, s, seed), study)) is not None]
 
-# %% ../nbs/08_cifar10.ipynb #6851a878
+# %% ../nbs/08_cifar10.ipynb #343e075b
 # Student's t quantiles t(0.975, df) for df = 1..30 (two-sided 95%); tests check them against scipy.stats.t.ppf.
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604, 2.1448,
          2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484,
@@ -421,7 +423,7 @@ def t975(df: int) -> float:
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
-# %% ../nbs/08_cifar10.ipynb #054a1bd7
+# %% ../nbs/08_cifar10.ipynb #649ac79d
 NOT_DECIDED = 'not decided at this size'
 
 def paired_diff(a: dict[int, float], b: dict[int, float]) -> dict:
@@ -440,7 +442,7 @@ def paired_diff(a: dict[int, float], b: dict[int, float]) -> dict:
     verdict = 'a better' if lo > 0 else 'b better' if hi < 0 else NOT_DECIDED
     return dict(n=n, seeds=seeds, mean=m, std=sd, lo=lo, hi=hi, verdict=verdict)
 
-# %% ../nbs/08_cifar10.ipynb #13286d6a
+# %% ../nbs/08_cifar10.ipynb #599e9719
 METRICS = ('accuracy', 'valid_loss', 'train_accuracy', 'train_loss_eval', 'tta_accuracy', 'flip_tta_accuracy', 'lr', 'train_seconds')
 
 def _stats(xs: list[float]) -> dict:
@@ -488,7 +490,7 @@ def _reach(settings: list[dict]) -> dict:
     target = min(max(a for _, a in pts) for pts in scheds.values())
     return dict(target=target, epochs={k: min(e for e, a in pts if a >= target) for k, pts in scheds.items()})
 
-# %% ../nbs/08_cifar10.ipynb #95f7e86c
+# %% ../nbs/08_cifar10.ipynb #35845e0b
 def _pct(st: dict | None) -> str:
     if not st: return ''
     return f"{st['mean']:.2%}" + (f" ± {st['std']:.2%}" if not math.isnan(st['std']) else '')
@@ -524,7 +526,7 @@ def study_table(summary: dict) -> str:
                   "smallest budget run: " + ', '.join(f"{k} {v}" for k, v in r['epochs'].items()) + '.']
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/08_cifar10.ipynb #92535546
+# %% ../nbs/08_cifar10.ipynb #9c340401
 def _errorbar(ax, xs, sts, **kw):
     ax.errorbar(xs, [s['mean'] for s in sts], yerr=[0 if math.isnan(s['std']) else s['std'] for s in sts], capsize=3, **kw)
 
@@ -596,7 +598,7 @@ def plot_study(summary: dict, kind: str = 'compare'):
     fig.tight_layout(); plt.close(fig)
     return fig
 
-# %% ../nbs/08_cifar10.ipynb #5f7cc160
+# %% ../nbs/08_cifar10.ipynb #0ce86aa3
 def save_study(study: Study, records: Sequence[dict], root) -> dict[str, Path]:
     "Write the study's `summary.json`, `summary.md` and `<name>.png` into `root/<study.name>/`, all or none: each goes to a temporary file first, and they are renamed into place only when all are written."
     if not records: raise StudyError(f"study {study.name!r} has no finished runs in {Path(root)/study.name}: nothing to summarize.")
@@ -613,7 +615,7 @@ def save_study(study: Study, records: Sequence[dict], root) -> dict[str, Path]:
         for t in tmp.values(): t.unlink(missing_ok=True)
     return paths
 
-# %% ../nbs/08_cifar10.ipynb #8901f1c8
+# %% ../nbs/08_cifar10.ipynb #87ed75c7
 REPRODUCED, CONTRADICTED = 'reproduced', 'contradicted'
 
 def _load_summary(root, name):
@@ -623,7 +625,7 @@ def _load_summary(root, name):
 def _pair(summary, a, b):
     return next(p for p in summary['pairs'] if (p['a'], p['b']) == (a, b))
 
-def _ci(p) -> str: return f"{_pts(p['mean'])} points, 95% interval [{_pts(p['lo'])}, {_pts(p['hi'])}], {p['n']} paired seeds"
+def _ci(p, unit: str = 'paired seeds') -> str: return f"{_pts(p['mean'])} points, 95% interval [{_pts(p['lo'])}, {_pts(p['hi'])}], {p['n']} {unit}"
 
 def _by_sign(p, a_better_is: str) -> str:
     "The verdict on 'a beats b' from a paired difference a - b."
@@ -634,7 +636,9 @@ def post_verdicts(root='results') -> list[dict]:
     """One row per claim of the post, judged on the committed study summaries under `root` (`claim`, `verdict`: reproduced,
     contradicted or not decided at this size, `evidence`, `study`). A claim whose study has no summary yet says so. The
     rules: a comparison is decided when its paired 95% interval excludes 0; "amsgrad does not help" is reproduced when
-    neither method gains more than half a point with it (the interval's upper end below +0.5)."""
+    neither method gains more than half a point with it (the interval's upper end below +0.5); "1cycle is faster" is
+    reproduced when 1cycle reaches the accuracy every schedule reaches in fewer epochs than the others, and beats each of
+    them decidedly at that budget, and contradicted when another schedule is decidedly better at any budget."""
     rows = []
     def add(claim, study, verdict, evidence): rows.append(dict(claim=claim, study=study, verdict=verdict, evidence=evidence))
     missing = lambda s: f'no summary yet: run `adamw-course study {s}`'
@@ -663,12 +667,14 @@ def post_verdicts(root='results') -> list[dict]:
     else: add(c, 'best_vs_best', NOT_DECIDED, missing('best_vs_best'))
     c = '1cycle reaches a given accuracy in fewer epochs'
     if sch:
-        r, ep = sch['reach'], min(s['epochs'] for s in sch['settings'])
-        ps = [p for p in sch['pairs'] if p['a'] == f'1cycle, {ep} ep']
-        vs = {_by_sign(p, REPRODUCED) for p in ps}
-        v = REPRODUCED if vs == {REPRODUCED} else CONTRADICTED if CONTRADICTED in vs else NOT_DECIDED
+        r = sch['reach']; e1 = r['epochs']['one_cycle']
+        at = [p for p in sch['pairs'] if p['a'] == f'1cycle, {e1} ep']
+        if all(e1 < e for k, e in r['epochs'].items() if k != 'one_cycle') and all(_by_sign(p, REPRODUCED) == REPRODUCED for p in at):
+            v = REPRODUCED
+        elif any(p['verdict'] != NOT_DECIDED and p['hi'] < 0 for p in sch['pairs']): v = CONTRADICTED
+        else: v = NOT_DECIDED
         add(c, 'schedules', v, f"epochs to reach {r['target']:.1%}: " + ', '.join(f'{k} {e}' for k, e in r['epochs'].items())
-            + f"; at {ep} epochs: " + '; '.join(f"{p['a']} − {p['b']}: {_ci(p)}" for p in ps))
+            + f"; at {e1} epochs: " + '; '.join(f"{p['a']} − {p['b']}: {_ci(p)}" for p in at))
     else: add(c, 'schedules', NOT_DECIDED, missing('schedules'))
     c = 'beta2 = 0.99 is better than 0.999 under 1cycle'
     if b2: p = b2['pairs'][0]; add(c, 'beta2', _by_sign(p, REPRODUCED), f"{p['a']} − {p['b']}: " + _ci(p))
@@ -676,7 +682,7 @@ def post_verdicts(root='results') -> list[dict]:
     c = 'Test-time augmentation helps'
     if tta:
         p = next(p for p in tta['tta'] if p['setting'] == 'all models' and p['a'].startswith("the post's"))
-        add(c, 'tta', _by_sign(p, REPRODUCED), "the post's TTA − plain, all models: " + _ci(p))
+        add(c, 'tta', _by_sign(p, REPRODUCED), "the post's TTA − plain: " + _ci(p, 'models, each read both ways'))
     else: add(c, 'tta', NOT_DECIDED, missing('tta'))
     add('94% in 30 epochs, or 18 with TTA (WRN-22, official CIFAR-10)', 'post_grid', 'not run here',
         'needs a GPU: `adamw-course study post_grid --size full`')
