@@ -75,7 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('study', help="run one of the course's studies (settings x paired seeds) and summarize it",
                        description="Run a named study of lesson 08 and write its records, summary table and plot to "
                                    "OUT/<study>/. Finished runs are kept: rerun the same command to resume.")
-    s.add_argument('name', choices=tuple(STUDIES), help="the study: " + ', '.join(STUDIES))
+    s.add_argument('name', choices=(*STUDIES, 'lm'), help="the study: " + ', '.join(STUDIES) + "; lm: lesson 11's language models")
     s.add_argument('--size', choices=('tiny', 'small', 'full'), default='small',
                    help="small: the course's CPU records (default); tiny: a smoke test; full: the post's WRN-22 setting (GPU)")
     s.add_argument('--full', dest='size', action='store_const', const='full', help="the same as --size full")
@@ -150,25 +150,30 @@ def _run_finetune(args: argparse.Namespace, device: torch.device) -> list[dict]:
 def _sigterm(signum, frame): raise KeyboardInterrupt
 
 def main(argv: list[str] | None = None) -> int:
-    "The `adamw-course` command: `reproduce [cifar10|finetune] [--quick|--full] ...` or `study NAME [--size tiny|small|full] ...`; see `--help`."
+    "The `adamw-course` command: `reproduce [cifar10|finetune] [--quick|--full] ...` or `study NAME [--size tiny|small|full] ...` (NAME: a study of `STUDIES`, or `lm`); see `--help`."
     parser = make_parser()
     args = parser.parse_args(argv)
     fail = lambda msg: parser.exit(2, f"adamw-course {args.command}: error: {msg}\n")
     try: device = check_args(args)
     except (ValueError, FileNotFoundError, StudyError) as e: fail(str(e))
-    start, study = time.perf_counter(), None
+    start = time.perf_counter()
     old = signal.signal(signal.SIGTERM, _sigterm) if threading.current_thread() is threading.main_thread() else None
+    runs = None                                         # where the finished runs go, for the message after an interrupt
     try:
-        if args.command == 'study': study = make_study(args.name, args.size)
-        elif args.experiment == 'cifar10': study = cifar10_study(args)
-        else: study = None
-        if study is None: _run_finetune(args, device)
-        else: _run(study, args, device)
+        if args.command == 'study' and args.name == 'lm':
+            from adamw_course.text import run_lm_study     # lesson 11, imported only when asked for
+            runs = Path(args.out)/'lm'/'runs'
+            run_lm_study(args.out, size=args.size, jobs=args.jobs, overwrite=args.overwrite)
+            print('\n' + (Path(args.out)/'lm'/'summary.md').read_text())
+        elif args.command == 'study' or args.experiment == 'cifar10':
+            study = make_study(args.name, args.size) if args.command == 'study' else cifar10_study(args)
+            runs = Path(args.out)/(study.runs_from or study.name)/'runs'
+            _run(study, args, device)
+        else: _run_finetune(args, device)
     except KeyboardInterrupt:
-        if study is None: fail("interrupted.")
-        done = len(list((Path(args.out)/(study.runs_from or study.name)/'runs').glob('*.json')))
-        parser.exit(130, f"\nInterrupted: {done} finished run(s) are saved in {Path(args.out)/(study.runs_from or study.name)/'runs'}; "
-                         f"run the same command again to resume.\n")
+        if runs is None: fail("interrupted.")
+        done = len(list(runs.glob('*.json')))
+        parser.exit(130, f"\nInterrupted: {done} finished run(s) are saved in {runs}; run the same command again to resume.\n")
     except (NotImplementedError, FileNotFoundError, StudyError) as e: fail(str(e))
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)

@@ -433,6 +433,10 @@ LM_PAIRS = (('AdamW', 'Adam + L2'), ('AdamW + amsgrad', 'Adam + L2 + amsgrad'), 
 
 _POST_LM = dict(lstm=dict(emb_sz=400, n_hid=1150, n_layers=3, drops=(0.1, 0.6, 0.2, 0.4, 0.5), alpha=3., beta=1.5, l2=1.2e-6),
                 qrnn=dict(emb_sz=400, n_hid=1550, n_layers=4, drops=(0.1, 0.4, 0.2, 0.4, 0.1), alpha=2., beta=1., l2=1e-6))
+# The study's sizes. `drops` are (embedding, input, between layers, output, weight drop); `l2` is the Adam + L2 coefficient
+# and `adamw_wd` AdamW's decay. 'full' is the post's scripts (lr 5e-3, betas 0.8 -> 0.7 / 0.99, clip 0.12, bs 100, bptt 70,
+# 90 epochs, their dropouts, AR/TAR and L2) on the official WikiText-2; 'small' a 2-core CPU's version on the offline
+# text; 'tiny' a smoke test of seconds.
 LM_SIZES = {
     'tiny': dict(seeds=(0, 1), epochs=1, bs=8, bptt=16, lr=5e-3, betas=(0.8, 0.99), moms=(0.8, 0.7), clip=0.12, adamw_wd=0.1,
                  min_freq=1, max_tokens=6000, eval_streams=2, eval_bptt=100, cache=dict(theta=0.662, lambd=0.1279, window=500),
@@ -446,10 +450,6 @@ LM_SIZES = {
                  min_freq=1, max_tokens=None, eval_streams=1, eval_bptt=2000, cache=dict(theta=0.662, lambd=0.1279, window=3785),
                  lstm=_POST_LM['lstm'], qrnn=_POST_LM['qrnn']),
 }
-"""The study's sizes. `drops` are (embedding, input, between layers, output, weight drop); `l2` is the Adam + L2
-coefficient and `adamw_wd` AdamW's decay. 'full' is the post's scripts (lr 5e-3, betas 0.8 -> 0.7 / 0.99, clip 0.12,
-bs 100, bptt 70, 90 epochs, their dropouts, AR/TAR and L2) on the official WikiText-2; 'small' a 2-core CPU's version on
-the offline text; 'tiny' a smoke test of seconds."""
 
 # %% ../nbs/11_text.ipynb #cd15c779
 def lm_config(size: str) -> dict:
@@ -519,10 +519,10 @@ def _load_lm_record(path: Path, fingerprint: str) -> dict | None:
                          "--overwrite to start afresh there.")
     return rec
 
-def _lm_run_and_record(cfg, spec: dict, seed, folder, source, fingerprint) -> dict:
+def _lm_run_and_record(cfg, spec: dict, seed, folder, source, fingerprint, device='cpu') -> dict:
     "One run in this process (or a worker): train, check the record's fingerprint, write it atomically."
     data = lm_data(cfg, source)
-    rec = train_lm_run(cfg, LMSpec(**spec), seed, data)
+    rec = train_lm_run(cfg, LMSpec(**spec), seed, data, device)
     if rec['fingerprint'] != fingerprint: raise StudyError("the data changed during the study: rerun it.")
     write_json_atomic(_lm_record_path(folder, rec['name'], seed), rec)
     return rec
@@ -533,14 +533,15 @@ def _lm_init_worker(threads: int):
     torch.set_num_threads(threads)
 
 def run_lm_study(root='results', size: str = 'small', jobs: int = 1, overwrite: bool = False, log: Callable | None = print,
-                 source=None) -> dict:
+                 source=None, device=None) -> dict:
     """The language-model study: every setting of `LM_SPECS` x the size's paired seeds, each run's record written
     atomically to `root/lm/runs/<setting>__seed<k>.json` when it finishes; a rerun skips finished runs, and records of
     other settings raise `StudyError` (with `overwrite`, they are deleted and rerun). `jobs > 1` runs that many at once in
-    separate processes, one CPU thread each. Writes `study.json` (config, command, versions, machine, data), then
+    separate processes, one CPU thread each. `device`: where to train (default: the GPU if there is one). Writes `study.json` (config, command, versions, machine, data), then
     `summary.json`, `summary.md` and `lm.png`; returns the summary."""
     if not (isinstance(jobs, int) and jobs >= 1): raise ValueError(f"jobs must be a positive int, got {jobs!r}.")
     cfg = lm_config(size)
+    device = str(torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu'))
     folder = check_out_dir(Path(root)/'lm')
     data = lm_data(cfg, source)
     fp = lm_fingerprint(cfg, data['data'])
@@ -572,13 +573,13 @@ def run_lm_study(root='results', size: str = 'small', jobs: int = 1, overwrite: 
         if log: log(f"  {i}/{len(todo)} {rec['name']}, seed {rec['seed']}: " + ('stopped (loss not finite)' if rec['stopped'] else
                     f"test perplexity {rec['test_ppl']:.1f}, with the cache {rec['test_cache_ppl']:.1f}") + f", {rec['train_seconds']:.0f} s")
     if jobs == 1 or len(todo) <= 1:
-        for i, (s, seed) in enumerate(todo, 1): report(i, _lm_run_and_record(cfg, asdict(s), seed, folder, source, fp))
+        for i, (s, seed) in enumerate(todo, 1): report(i, _lm_run_and_record(cfg, asdict(s), seed, folder, source, fp, device))
     else:
         from adamw_course import text as mod          # the workers import the installed module, whatever ran this
         ctx = mp.get_context('spawn')
         ex = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=mod._lm_init_worker, initargs=(1,))
         try:
-            futs = [ex.submit(mod._lm_run_and_record, cfg, asdict(s), seed, folder, source, fp) for s, seed in todo]
+            futs = [ex.submit(mod._lm_run_and_record, cfg, asdict(s), seed, folder, source, fp, device) for s, seed in todo]
             for i, f in enumerate(as_completed(futs), 1): report(i, f.result())
         except BaseException:
             ex.shutdown(wait=False, cancel_futures=True)
@@ -661,7 +662,7 @@ def plot_lm(summary: dict):
                      xerr=[[p[m]['mean'] - p[m]['lo'] for p in pairs], [p[m]['hi'] - p[m]['mean'] for p in pairs]])
     ax2.axvline(0, color='k', lw=0.8)
     ax2.set_yticks(range(len(pairs)), [f"{p['a']} − {p['b']}" for p in pairs]); ax2.invert_yaxis()
-    ax2.set_xlabel('paired difference of test perplexity, 95% interval (< 0: the first is better)'); ax2.legend(fontsize=8); ax2.grid(alpha=0.3)
+    ax2.set_xlabel('a − b: paired difference of test perplexity,\n95% interval (< 0: a is better)'); ax2.legend(fontsize=8); ax2.grid(alpha=0.3)
     fig.suptitle(f"AWD-LSTM and QRNN language models, {summary['size']} size, {len(summary['seeds'])} paired seeds", fontsize=10)
     fig.tight_layout(); plt.close(fig)
     return fig
