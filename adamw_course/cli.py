@@ -21,7 +21,7 @@ from .experiments import (STUDIES, Study, StudyError, check_out_dir, make_study,
 
 # %% ../nbs/10_cli.ipynb #3b7346ec
 EXPERIMENTS = ('cifar10', 'finetune')
-MODES = {'quick': "CPU-sized: the small CNN on 5,000 images, 8 epochs, 1 seed (about two minutes on 2 cores)",
+MODES = {'quick': "CPU-sized: the small CNN on 5,000 images, 8 epochs, 1 seed (a few minutes on 2 cores)",
          'full': "the post's setting: WRN-22 on the whole training set, 30 epochs, 5 seeds (needs a GPU)"}
 
 # %% ../nbs/10_cli.ipynb #01bd5ac3
@@ -57,7 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     r = sub.add_parser('reproduce', help="rerun one of the post's experiments and compare with its figures",
                        description="Rerun one of the post's experiments and print our numbers beside the post's. "
-                                   "Without a GPU the default is a CPU-sized CIFAR-10 comparison (about two minutes). "
+                                   "Without a GPU the default is a CPU-sized CIFAR-10 comparison (a few minutes). "
                                    "Every finished run is saved at once; rerun the same command to resume.")
     r.add_argument('experiment', nargs='?', default='cifar10', choices=EXPERIMENTS,
                    help="cifar10: Adam + L2 vs AdamW, ± amsgrad (default); finetune: transfer learning with a custom head")

@@ -14,9 +14,12 @@ venv=${ADAMW_WHEEL_VENV:-/tmp/adamw_course_wheel_venv}
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "$(ls dist/*.whl)" 2>&1 | { grep -v "^WARNING: Location" || true; }
-# Run from an empty folder so that only the installed wheel can be imported; use the offline CIFAR-10 copy if there is one.
+# Run from an empty folder so that only the installed wheel can be imported; use the offline CIFAR-10 and WikiText-2
+# copies if there are any.
 shared="$root/../shared/data/cifar10-jpeg.tgz"
 if [ -z "${ADAMW_COURSE_CIFAR10:-}" ] && [ -f "$shared" ]; then export ADAMW_COURSE_CIFAR10="$shared"; fi
+wikitext="$root/../shared/data/wikitext-2"
+if [ -z "${ADAMW_COURSE_WIKITEXT2:-}" ] && [ -d "$wikitext" ]; then export ADAMW_COURSE_WIKITEXT2="$wikitext"; fi
 tmp=$(mktemp -d)
 (cd "$tmp" && "$venv/bin/python" "$root/tools/smoke.py")
 

@@ -3,7 +3,8 @@ the single notebook file in an empty folder, top to bottom, in a Jupyter kernel 
 
 Cells flagged `#| slow`, `#| cuda` or `#| notest`, or `#| eval: false`, are skipped unless their flag is passed with
 `--flags` (as with `nbdev-test --flags cuda` on a GPU machine). `IN_TEST` is set, so the lessons use their small CPU
-subsets; the offline CIFAR-10 copy is passed through `ADAMW_COURSE_CIFAR10` when it exists (Colab downloads the official
+subsets; the offline CIFAR-10 and WikiText-2 copies are passed through `ADAMW_COURSE_CIFAR10` and `ADAMW_COURSE_WIKITEXT2`
+when they exist (Colab downloads the official
 one instead). Exits 1 if any cell raises.
 
     venv/bin/python tools/colab_check.py nbs/01_sgd.ipynb ... [--flags cuda]
