@@ -14,13 +14,12 @@ __all__ = ['SCHEDULES', 'MODELS', 'SIZES', 'ADAMW_WDS', 'L2_WDS', 'BEST', 'STUDI
 # %% ../nbs/08_cifar10.ipynb #6e29efa2
 import hashlib, json, math, multiprocessing as mp, os, platform, re, statistics, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, asdict, field, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 # %% ../nbs/08_cifar10.ipynb #472d7b9b
 import torch
-import torch.nn.functional as F
 
 # %% ../nbs/08_cifar10.ipynb #4799e998
 import matplotlib.pyplot as plt
