@@ -7,7 +7,7 @@ Docs: https://adamw-course.github.io/adamw_course/data.html.md"""
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'ENV_VAR', 'IMAGE_EXTS', 'find_cifar10', 'default_cache_dir',
            'load_cifar10', 'batch_augment', 'normalize', 'denormalize', 'default_device', 'DeviceLoader', 'DataLoaders',
-           'cifar10', 'TorchLoader', 'show_images']
+           'cifar10', 'TorchLoader', 'synth_dls', 'show_images']
 
 # %% ../nbs/05a_data.ipynb #b58da5a6
 import hashlib, json, os, tarfile, warnings
@@ -323,8 +323,18 @@ def cifar10(source=None, n_per_class: int | None = None, n_test_per_class: int |
     return DataLoaders(train, valid, classes=CIFAR10_CLASSES, source=source)
 
 # %% ../nbs/05a_data.ipynb #4acddda5
+def _dataloader_generators(dl) -> dict:
+    "The generators a `torch.utils.data.DataLoader` draws its order from: its own `generator` and its sampler's, when set."
+    own, sampler = getattr(dl, 'generator', None), getattr(getattr(dl, 'sampler', None), 'generator', None)
+    gens = {'generator': own, 'sampler': sampler if sampler is not own else None}   # shuffle=True shares one
+    return {k: g for k, g in gens.items() if isinstance(g, torch.Generator)}
+
 class TorchLoader:
-    "Wrap a `torch.utils.data.DataLoader` `dl` so its `(xb, yb)` batches arrive on `device`, with `tfm` (if any) applied to `xb` there."
+    """Wrap a `torch.utils.data.DataLoader` `dl` so its `(xb, yb)` batches arrive on `device`, with `tfm` (if any) applied to `xb` there.
+
+    `state_dict()`/`load_state_dict()` save and restore the random state that decides the next pass's order: the
+    generators of the DataLoader and of its sampler, where set. (Without a generator, a shuffling DataLoader seeds its
+    sampler from torch's global generator, which checkpoints save anyway.)"""
     def __init__(self, dl: torch.utils.data.DataLoader, device=None, tfm=None):
         self.dl, self.tfm = dl, tfm
         self.device = torch.device(device) if device is not None else default_device()
@@ -334,8 +344,18 @@ class TorchLoader:
         return self.dl.batch_size
     @property
     def generator(self) -> torch.Generator | None:
-        "The wrapped DataLoader's generator, which `lr_find` and checkpoints save and restore."
+        "The wrapped DataLoader's generator."
         return self.dl.generator
+    def state_dict(self) -> dict:
+        "The states of the generators that order the next pass, as tensors (loadable with `weights_only=True`)."
+        return {k: g.get_state() for k, g in _dataloader_generators(self.dl).items()}
+    def load_state_dict(self, state: dict):
+        "Restore the generator states saved by `state_dict`; raise `ValueError` if they do not match this loader's generators."
+        gens = _dataloader_generators(self.dl)
+        if set(state) != set(gens):
+            raise ValueError(f"This state holds generators {sorted(state)}, but the DataLoader has {sorted(gens)}: "
+                             "load it into a loader built the same way (same shuffle, generator and sampler).")
+        for k, g in gens.items(): g.set_state(state[k])
     def __len__(self) -> int: return len(self.dl)
     def __iter__(self):
         non_blocking = self.device.type == 'cuda' and self.dl.pin_memory
@@ -343,6 +363,16 @@ class TorchLoader:
             xb, yb = xb.to(self.device, non_blocking=non_blocking), yb.to(self.device, non_blocking=non_blocking)
             yield (self.tfm(xb) if self.tfm is not None else xb), yb
     def __repr__(self): return f"TorchLoader({len(self)} batches, bs={self.bs}, device={self.device})"
+
+# %% ../nbs/05a_data.ipynb #9e00e458
+def synth_dls(n_train: int = 64, n_valid: int = 32, bs: int = 16, seed: int = 0, size: int = 8) -> DataLoaders:
+    "Random uint8 images `[3, size, size]` labelled 1 if brighter than the median, else 0, as CPU `DataLoaders` (training set shuffled and augmented, seeded by `seed`)."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n_train + n_valid, 3, size, size), dtype=torch.uint8, generator=g)
+    brightness = x.float().mean((1, 2, 3))
+    y = (brightness > brightness.median()).long()
+    train = DeviceLoader(x[:n_train], y[:n_train], bs, shuffle=True, augment=True, drop_last=True, device='cpu', seed=seed)
+    return DataLoaders(train, DeviceLoader(x[n_train:], y[n_train:], 2 * bs, device='cpu'))
 
 # %% ../nbs/05a_data.ipynb #1056631d
 def show_images(x: torch.Tensor, labels=None, classes=CIFAR10_CLASSES, ncols: int = 8, title: str | None = None,
