@@ -1,4 +1,5 @@
-"""Property tests: `adamw_course`'s SGD and Adam give the same numbers as `torch.optim`, for random settings.
+"""Property tests: `adamw_course`'s SGD and Adam give the same numbers as `torch.optim`, for random settings
+(also with a tensor lr).
 
 On CPU our optimizers run the same operations in the same order as torch's, so the tests ask for identical bits
 (`rtol=0, atol=0`), which is stronger than the 1e-6 relative tolerance the project promises."""
@@ -46,6 +47,42 @@ def test_adam_equals_torch(shapes, seed, lrs, beta1, beta2, eps, wd, amsgrad, de
     ref, r_opt = train(lambda ps: (torch.optim.AdamW if decoupled else torch.optim.Adam)(ps, **kw), shapes, seed, lrs)
     assert_bitwise(ours, ref)
     assert_bitwise(state_tensors(o_opt), state_tensors(r_opt))
+
+
+def train_tensor_lr(make_opt, shapes, seed, lrs, n_steps=6):
+    "Like `train`, with a one-element tensor lr that is written in place (`fill_`) before each step, as torch allows."
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+    lr = torch.tensor(lrs[0])
+    opt = make_opt(params, lr)
+    for step in range(n_steps):
+        for p in params: p.grad = torch.randn(p.shape, generator=gen)
+        lr.fill_(lrs[step % len(lrs)])
+        opt.step()
+    return [p.detach() for p in params], opt
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=shapes_st, seed=seed_st, lrs=lrs_st, beta1=st.floats(0, 0.99), beta2=st.floats(0, 0.9999),
+       wd=wd_st, amsgrad=st.booleans(), decoupled=st.booleans(), foreach=st.sampled_from([None, False]))
+def test_adam_with_a_tensor_lr_equals_torch(shapes, seed, lrs, beta1, beta2, wd, amsgrad, decoupled, foreach):
+    "A tensor lr is used in torch's float32 arithmetic (lr / bias correction, 1 - lr * wd): ours must give the same bits."
+    kw = dict(betas=(beta1, beta2), weight_decay=wd, amsgrad=amsgrad, foreach=foreach)
+    ours, o_opt = train_tensor_lr(lambda ps, lr: Adam(ps, lr=lr, decoupled_weight_decay=decoupled, **kw), shapes, seed, lrs)
+    ref, r_opt = train_tensor_lr(lambda ps, lr: (torch.optim.AdamW if decoupled else torch.optim.Adam)(ps, lr=lr, **kw),
+                                 shapes, seed, lrs)
+    assert_bitwise(ours, ref)
+    assert_bitwise(state_tensors(o_opt), state_tensors(r_opt))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shapes=shapes_st, seed=seed_st, lrs=lrs_st, momentum=st.floats(0, 0.99), wd=wd_st,
+       foreach=st.sampled_from([None, False, True]))
+def test_sgd_with_a_tensor_lr_equals_torch(shapes, seed, lrs, momentum, wd, foreach):
+    kw = dict(momentum=momentum, weight_decay=wd, foreach=foreach)
+    ours, _ = train_tensor_lr(lambda ps, lr: SGD(ps, lr=lr, **kw), shapes, seed, lrs)
+    ref, _ = train_tensor_lr(lambda ps, lr: torch.optim.SGD(ps, lr=lr, **kw), shapes, seed, lrs)
+    assert_bitwise(ours, ref)
 
 
 @settings(max_examples=60, deadline=None)
