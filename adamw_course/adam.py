@@ -13,10 +13,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 # %% ../nbs/02_adam.ipynb #b3e5e9bc
-from .sgd import CheckedOptimizer, check_lr, check_betas, check_eps, check_weight_decay, decay_weights_, l2_grads
-
-# %% ../nbs/02_adam.ipynb #bf0725b4
-def _is_list(x) -> bool: return isinstance(x, (list, tuple))
+from .optim_base import CheckedOptimizer, _is_list, check_betas, check_eps, check_lr, check_weight_decay
+from .sgd import decay_weights_, l2_grads
 
 # %% ../nbs/02_adam.ipynb #6e4c0b2e
 def ema_(avgs: Tensor | list[Tensor], xs: Tensor | list[Tensor], beta: float) -> Tensor | list[Tensor]:
@@ -79,9 +77,13 @@ def _as_real(*tensors):
     "View complex tensors as real ones with a trailing dimension of 2 (None and real tensors pass through)."
     return [torch.view_as_real(t) if t is not None and torch.is_complex(t) else t for t in tensors]
 
-def _corrections(t: float, lr: float, beta1: float, beta2: float) -> tuple[float, float]:
-    "`(lr / (1 - beta1**t), sqrt(1 - beta2**t))`: Adam's step size and the square root of the second correction."
-    return lr / debias(beta1, t), debias(beta2, t) ** 0.5
+def _corrections(t: float, lr: float | Tensor, beta1: float, beta2: float) -> tuple[float, float]:
+    """`(lr / (1 - beta1**t), sqrt(1 - beta2**t))`: Adam's step size and the square root of the second correction.
+    A tensor `lr` is divided in its own dtype, as torch does, and the step size returned as a float."""
+    step_size = lr / debias(beta1, t)
+    return _as_float(step_size), debias(beta2, t) ** 0.5
+
+def _as_float(x) -> float: return x.item() if torch.is_tensor(x) else x
 
 def _adam_per_tensor(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
                      weight_decay, amsgrad, decoupled_weight_decay, bias_correction, maximize):
@@ -96,7 +98,7 @@ def _adam_per_tensor(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step
         if torch.is_complex(p): p, g, m, v, v_max = _as_real(p, g, m, v, v_max)
         ema_(m, g, beta1)
         ema_sq_(v, g, beta2)
-        step_size, bc2_sqrt = _corrections(steps[i].item(), lr, beta1, beta2) if bias_correction else (lr, None)
+        step_size, bc2_sqrt = _corrections(steps[i].item(), lr, beta1, beta2) if bias_correction else (_as_float(lr), None)
         if amsgrad: v = amsgrad_max_(v_max, v)
         adam_update_(p, m, adam_denom(v, bc2_sqrt, eps), step_size)
 
@@ -120,7 +122,7 @@ def _adam_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, 
             sizes_and_roots = [cache.setdefault(t, _corrections(t, lr, beta1, beta2)) for t in (s.item() for s in ts)]
             if len(cache) == 1: step_size, bc2_sqrt = next(iter(cache.values()))
             else: step_size, bc2_sqrt = map(list, zip(*sizes_and_roots))
-        else: step_size, bc2_sqrt = lr, None
+        else: step_size, bc2_sqrt = _as_float(lr), None
         v = amsgrad_max_(vmaxs, vs) if amsgrad else vs
         adam_update_(ps, ms, adam_denom(v, bc2_sqrt, eps), step_size)
 
@@ -128,14 +130,23 @@ def _adam_foreach(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, 
 def _scalar_dtype() -> torch.dtype: return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 def _check_adam_group(group: dict):
-    "Check an Adam param group's `lr`, `betas`, `eps` and `weight_decay`; raise `ValueError` if one is bad."
-    check_lr(group['lr']); check_betas(group['betas']); check_eps(group['eps']); check_weight_decay(group['weight_decay'])
+    """Check an Adam param group's `lr`, `betas`, `eps` and `weight_decay`; raise `ValueError` if one is bad.
+    As in torch, a tensor `lr` cannot go with `foreach=True` (torch allows it only with `capturable=True`)."""
+    betas = group['betas']
+    if isinstance(betas, (tuple, list)) and any(torch.is_tensor(b) for b in betas):
+        raise ValueError(f"Invalid betas={betas!r}: tensor betas are not supported here. Pass Python floats, for example "
+                         "betas=(0.9, 0.999), or use torch.optim.Adam or torch.optim.AdamW, which take tensor betas.")
+    check_lr(group['lr']); check_betas(betas); check_eps(group['eps']); check_weight_decay(group['weight_decay'])
+    if torch.is_tensor(group['lr']) and group['foreach']:
+        raise ValueError(f"Invalid lr={group['lr']!r} with foreach=True: a tensor lr needs foreach=False or None, as in "
+                         "torch.optim.Adam without capturable=True. Pass foreach=None, or lr as a Python float.")
 
 class Adam(CheckedOptimizer):
     """Adam with L2 (default) or decoupled weight decay (AdamW), amsgrad, and optional bias correction.
 
-    Same arguments, defaults and state (`step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) as `torch.optim.Adam`, plus
-    `bias_correction`. For each parameter `p` with gradient `g`, `step()` does (`t` counts this parameter's steps):
+    Takes every argument of `torch.optim.Adam`, with the same defaults and the same state (`step`, `exp_avg`,
+    `exp_avg_sq`, `max_exp_avg_sq`), plus `bias_correction`. For each parameter `p` with gradient `g`, `step()` does
+    (`t` counts this parameter's steps):
 
         g = -g                                           if maximize
         t = t + 1
@@ -149,23 +160,33 @@ class Adam(CheckedOptimizer):
 
     `foreach=None` (the default) or `True` runs each line once over all the tensors of a param group with
     `torch._foreach_*` ops; `foreach=False` loops over the tensors. On CPU both give the same bits as `torch.optim.Adam`
-    (or `torch.optim.AdamW` when `decoupled_weight_decay=True`) with the same settings.
+    (or `torch.optim.AdamW` when `decoupled_weight_decay=True`) with the same settings. `lr` may be a one-element
+    tensor, as in torch, with `foreach` False or None (the same bits as torch's per-tensor path, which is what torch
+    runs on a CPU); the step reads its value each time, so it can be changed in place.
 
-    Invalid hyperparameters (lr < 0, a beta outside [0, 1), eps <= 0, weight_decay < 0, or non-finite values) raise
-    `ValueError`, also in groups added later. A NaN or inf gradient is not caught, exactly as in torch: it makes that
-    element of `exp_avg`/`exp_avg_sq` (and `max_exp_avg_sq`) NaN or inf for good and turns the parameter element into
-    NaN (an inf gradient gives inf/inf); other elements are unaffected. To skip such steps use `torch.amp.GradScaler`,
-    or check `torch.isfinite` on the gradients before `step()`. Sparse gradients are not supported."""
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *, decoupled_weight_decay: bool = False,
-                 bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None):
+    What differs from `torch.optim.Adam`: `capturable=True`, `differentiable=True` and `fused=True` raise `ValueError`
+    (use `torch.optim.Adam` for them; their defaults are fine); `betas` must be Python floats (torch also takes
+    tensors); invalid hyperparameters (lr < 0, a beta outside [0, 1), eps <= 0, weight_decay < 0, non-finite values)
+    raise `ValueError` in the constructor, in `add_param_group` and in `load_state_dict`, which then leaves the optimizer
+    unchanged (torch checks only the constructor's arguments); sparse gradients are not supported. A NaN or inf
+    gradient is not caught, exactly as in torch: it makes that element of `exp_avg`/`exp_avg_sq` (and
+    `max_exp_avg_sq`) NaN or inf for good and turns the parameter element into NaN (an inf gradient gives inf/inf);
+    other elements are unaffected. To skip such steps use `torch.amp.GradScaler`, or check `torch.isfinite` on the
+    gradients before `step()`."""
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None, maximize: bool = False,
+                 capturable: bool = False, differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False, bias_correction: bool = True):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      decoupled_weight_decay=decoupled_weight_decay, bias_correction=bias_correction,
-                                      maximize=maximize, foreach=foreach))
+                                      maximize=maximize, foreach=foreach, capturable=capturable,
+                                      differentiable=differentiable, fused=fused,
+                                      decoupled_weight_decay=decoupled_weight_decay, bias_correction=bias_correction))
 
     check_group = staticmethod(_check_adam_group)
     # options that `torch.optim.Adam` state dicts (and older ones of ours) may lack
-    state_defaults = dict(amsgrad=False, decoupled_weight_decay=False, bias_correction=True, maximize=False, foreach=None)
+    state_defaults = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False, fused=None,
+                          decoupled_weight_decay=False, bias_correction=True)
+    torch_optimizer = 'torch.optim.Adam'
 
     def __setstate__(self, state: dict):
         "Load like `CheckedOptimizer` (filling in missing options), then make every `step` a tensor, as torch keeps it."

@@ -9,10 +9,10 @@ __all__ = ['POST', 'NORM_TYPES', 'AdamW', 'param_groups']
 
 # %% ../nbs/03_adamw.ipynb #9e7400e3
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 # %% ../nbs/03_adamw.ipynb #d6d8b9a7
-from .sgd import check_weight_decay
+from .optim_base import check_weight_decay
 from .adam import Adam
 
 # %% ../nbs/03_adamw.ipynb #29b8156b
@@ -22,7 +22,8 @@ POST = dict(adamw_lr=3e-3, adamw_wd=0.3, l2_lr=1e-3, l2_wd=1e-6, betas=(0.95, 0.
 
 # %% ../nbs/03_adamw.ipynb #22904f85
 class AdamW(Adam):
-    """Adam with decoupled weight decay: same arguments, defaults and state as `torch.optim.AdamW`, plus `bias_correction`.
+    """Adam with decoupled weight decay: takes every argument of `torch.optim.AdamW`, with the same defaults and state,
+    plus `bias_correction`.
 
     For each parameter `p` with gradient `g`, `step()` first decays the weights, then takes Adam's step with the plain
     gradient (`t` counts this parameter's steps; see `Adam` for amsgrad and `bias_correction=False`):
@@ -34,13 +35,21 @@ class AdamW(Adam):
 
     `weight_decay` is on a different scale from `Adam`'s L2 `weight_decay` (typically 1e-2 to 0.3 here, against 1e-6
     to 1e-4 for L2). Use `param_groups(model, wd)` to leave biases and norm weights undecayed. Every param group
-    decouples its decay: a group with `decoupled_weight_decay=False` raises `ValueError` (use `Adam` for L2)."""
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, bias_correction: bool = True,
-                 maximize: bool = False, foreach: bool | None = None):
+    decouples its decay: a group with `decoupled_weight_decay=False` raises `ValueError` (use `Adam` for L2).
+
+    What differs from `torch.optim.AdamW` is what differs for `Adam`: `capturable`, `differentiable` and `fused` are
+    accepted at their defaults and raise `ValueError` when on (use `torch.optim.AdamW` for them); a tensor `lr` works
+    with `foreach` False or None, as in torch; `betas` must be Python floats; every group is checked, also in
+    `load_state_dict`."""
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, bias_correction: bool = True):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         decoupled_weight_decay=True, bias_correction=bias_correction, maximize=maximize,
-                         foreach=foreach)
+                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True, bias_correction=bias_correction)
+
+    torch_optimizer = 'torch.optim.AdamW'
 
     def add_param_group(self, param_group: dict):
         "Add a group like `Adam.add_param_group`; its weight decay is always decoupled."
@@ -59,7 +68,7 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase,   # BatchNorm*, SyncBatchNorm, Ins
               nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
 
 # %% ../nbs/03_adamw.ipynb #0a2b1446
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool = True) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float | None, no_decay_bias_norm: bool = True) -> list[dict]:
     """Parameter groups for any `torch.optim` optimizer: `weight_decay` for weights, 0 for biases and norm layers.
 
     With `no_decay_bias_norm`, a parameter goes to the group with `weight_decay=0` if it belongs to a normalization
@@ -68,17 +77,20 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool
     `weight_decay`. Every parameter of `model` appears exactly once (shared ones too), in `model.parameters()` order;
     empty groups are left out. Use it as `AdamW(param_groups(model, 0.1), lr=3e-3)`.
 
-    The no-decay group also carries `no_decay=True` (torch optimizers keep extra keys in a group), so that code
-    which later sets one weight decay for a whole optimizer, like `Learner.fit(wd=...)`, can leave that group at 0."""
+    `weight_decay=None` leaves the key out of the decayed group, so that the optimizer's own `weight_decay` (its
+    default, or the one passed to it) applies there: `AdamW(param_groups(model, None), weight_decay=0.1)`. The
+    no-decay group always gets 0, and carries `no_decay=True` (torch optimizers keep extra keys in a group), so that
+    code which later sets one weight decay for a whole optimizer, like `Learner.fit(wd=...)`, can leave it at 0."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"param_groups needs an nn.Module for `model`, got {type(model).__name__}. "
                         "Pass the model itself, not model.parameters().")
-    check_weight_decay(weight_decay)
+    if weight_decay is not None: check_weight_decay(weight_decay)
     params = list(model.named_parameters())
     if not params: raise ValueError(f"model ({type(model).__name__}) has no parameters to put into groups.")
-    if not no_decay_bias_norm: return [{'params': [p for _, p in params], 'weight_decay': weight_decay}]
+    wd = {} if weight_decay is None else {'weight_decay': weight_decay}
+    if not no_decay_bias_norm: return [{'params': [p for _, p in params], **wd}]
     in_norm = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
     def no_decay(p): return id(p) in in_norm or p.ndim <= 1
-    groups = [{'params': [p for _, p in params if not no_decay(p)], 'weight_decay': weight_decay},
+    groups = [{'params': [p for _, p in params if not no_decay(p)], **wd},
               {'params': [p for _, p in params if no_decay(p)], 'weight_decay': 0., 'no_decay': True}]
     return [g for g in groups if g['params']]
