@@ -149,50 +149,71 @@ class LRFinderWarning(UserWarning):
 def _warn(msg): warnings.warn(msg, LRFinderWarning, stacklevel=3)
 
 def suggest_valley(lrs, losses) -> float | None:
-    """fastai's default. The longest decreasing subsequence of `losses` (each loss lower than the one before, noisy
-    points skipped) says for how many points, k, the loss kept falling; take the stretch of k points that ends where
-    that subsequence ends, and return the lr halfway along it. None, with a warning, if k < 3."""
+    """fastai's default `valley`, to the same index. `length[i]` is the length of the longest decreasing subsequence
+    of `losses` that ends at point i; `end` is the first point where the longest one, k points, ends. The answer is
+    the lr at index end - k + floor(k/3) + floor(k/6), about k/2 points left of `end`. Differs from fastai only on
+    two kinds of curve without a descent, where it returns None, with a warning: when the loss never fell (k = 1;
+    fastai returns the first lr) and when no three points decrease but the first two do (k = 2, end = 1; fastai's
+    index is -1, which Python reads as the last lr)."""
     L, n = np.asarray(losses, dtype=float), len(losses)
     length = np.ones(n, dtype=int)       # length[i]: longest decreasing subsequence ending at point i
     for i in range(1, n):
         higher = L[:i] > L[i]            # earlier points the loss has come down from
         if higher.any(): length[i] = length[:i][higher].max() + 1
-    end = int(np.argmax(length))
-    k = int(length[end])
-    if k < 3:
-        _warn('valley: the loss never went down over 3 points, so there is no valley. Lower start_lr or add iterations.')
+    end = int(np.argmax(length)) if n else 0           # argmax: the first point where the longest one ends
+    k = int(length[end]) if n else 0
+    third = k / 3
+    idx = end - k + int(third) + int(third / 2)
+    if k < 2 or idx < 0:
+        _warn(f'valley: the loss never went down over 3 points (the longest decreasing run has {k}), so there is '
+              'no valley. Lower start_lr or add iterations.')
         return None
-    return float(lrs[end - k // 2])      # halfway along the stretch end-k+1 .. end
+    return float(lrs[idx])
 
 def suggest_steep(lrs, losses) -> float | None:
-    """The lr where the loss falls fastest against log10(lr): the most negative central slope
-    (loss[i+1] - loss[i-1]) / (log10 lr[i+1] - log10 lr[i-1]), over the points that have a neighbour on each side."""
-    L, x = np.asarray(losses, dtype=float), np.log10(np.asarray(lrs, dtype=float))
-    slope = (L[2:] - L[:-2]) / (x[2:] - x[:-2])
-    i = int(np.argmin(slope))
+    """fastai's `steep`: the lr where the loss falls fastest against log(lr). The slope of step i is the forward
+    difference (loss[i+1] - loss[i]) / (ln lr[i+1] - ln lr[i]), with torch as fastai computes it but in float64
+    (fastai's `Learner.lr_find` passes float32, where rounding can break a tie between equal steps differently);
+    the answer is the lr at the left end of the most negative step, the first one if several tie. Differs from
+    fastai only where it has no answer, returning None, with a warning: when no step goes down (fastai returns the
+    lr of the least rising step) and with fewer than 2 points (fastai raises an error)."""
+    L, x = torch.tensor(losses, dtype=torch.float64), torch.tensor(lrs, dtype=torch.float64)
+    if len(L) < 2:
+        _warn(f'steep: needs at least 2 points, got {len(L)}.')
+        return None
+    slope = (L[1:] - L[:-1]) / (x[1:].log() - x[:-1].log())
+    i = int(slope.argmin())
     if not slope[i] < 0:
         _warn('steep: the loss never went down, so there is no steepest descent. Lower start_lr or add iterations.')
         return None
-    return float(lrs[i + 1])
+    return float(lrs[i])
 
 def suggest_minimum(lrs, losses) -> float | None:
-    "The lr of the lowest loss divided by 10: well below the point where the loss turns up."
-    i = int(np.argmin(losses))
+    """fastai's `minimum`: the lr of the lowest loss divided by 10, well below the point where the loss turns up.
+    Differs from fastai only when the lowest loss is the first one (the loss never went below its start): fastai
+    then returns lrs[0]/10, we return None, with a warning."""
+    i = int(torch.tensor(losses, dtype=torch.float64).argmin()) if len(losses) else 0
     if i == 0:
         _warn('minimum: the loss was lowest at the very first lr, so it never went down. Lower start_lr.')
         return None
     return float(lrs[i]) / 10
 
-def suggest_slide(lrs, losses, lr_diff: int = 15, thresh: float = 0.005) -> float | None:
-    """fastai's `slide`: slide a window `lr_diff` points wide from the high-lr end of the curve towards the low end
-    until the slopes (loss change per point) at its two ends agree within `thresh`; return the lr at the
-    window's low end. None, with a warning, if they never agree."""
-    if len(losses) <= lr_diff:
-        _warn(f'slide: needs more than lr_diff={lr_diff} points, got {len(losses)}.')
+def suggest_slide(lrs, losses, lr_diff: int = 15, thresh: float = 0.005, adjust_value: float = 1.) -> float | None:
+    """fastai's `slide`, to the same index. With the slopes per point g = np.gradient(losses), slide the pair of
+    points (i - lr_diff, i) from the high-lr end of the curve towards the low end until |g[i] - g[i - lr_diff]|
+    <= thresh. The answer, times `adjust_value`, is the lr at the left end of the last pair that still disagreed
+    (i - lr_diff + 1), or of the first pair if it already agrees. Differs from fastai only where fastai has no
+    answer: with lr_diff points or fewer (fastai raises an IndexError) and when no pair agrees (fastai falls back
+    to the first lr); we return None, with a warning."""
+    n = len(losses)
+    if n <= lr_diff:
+        _warn(f'slide: needs more than lr_diff={lr_diff} points, got {n}.')
         return None
     slope = np.gradient(np.asarray(losses, dtype=float))
-    for right in range(len(losses) - 1, lr_diff - 1, -1):
-        if abs(slope[right] - slope[right - lr_diff]) <= thresh: return float(lrs[right - lr_diff])
+    first = n - 1 - lr_diff                                    # the left end of the first pair, at the right end
+    for left in range(first, -1, -1):
+        if not abs(slope[left + lr_diff] - slope[left]) > thresh:    # `not >`: a NaN slope stops it, as in fastai
+            return float(lrs[min(left + 1, first)]) * adjust_value
     _warn(f'slide: the slopes {lr_diff} points apart never agreed within thresh={thresh}, so there is no suggestion.')
     return None
 
