@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Release check: build the wheel and sdist, `twine check` them, look inside the wheel (no notebooks, no data, its size),
-# then install the wheel alone into a fresh venv (no nbdev, no repo on sys.path), train one tiny epoch with it, and run
-# every lesson there as Colab would (tools/colab_check.py).
+# then install the wheel alone into a fresh venv (no nbdev, no repo on sys.path), measure what it pulled in beyond torch and
+# torchvision (tools/install_closure.py; over the budget below fails), train one tiny epoch with it, and run every lesson
+# there as Colab would (tools/colab_check.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,6 +15,9 @@ venv=${ADAMW_WHEEL_VENV:-/tmp/adamw_course_wheel_venv}
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "$(ls dist/*.whl)" 2>&1 | { grep -v "^WARNING: Location" || true; }
+# The install closure beyond torch/torchvision: 11 packages, 77.6 MB with fastprogress 1.0.5 (matplotlib and fonttools
+# are 66 MB of it); fastprogress 1.1's web stack made it 32 packages, 109.7 MB. The budget leaves room for version drift.
+"$venv/bin/python" tools/install_closure.py --summary --max-packages 20 --max-mb 95
 # Run from an empty folder so that only the installed wheel can be imported; use the offline CIFAR-10 and WikiText-2
 # copies if there are any.
 shared="$root/../shared/data/cifar10-jpeg.tgz"
