@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from adamw_course.adamw import AdamW
 from adamw_course.data import DataLoaders, cifar10
-from adamw_course.learner import Learner, accuracy
+from adamw_course.callback import accuracy
+from adamw_course.learner import Learner
 from adamw_course.models import small_cnn, wrn_22
 
 

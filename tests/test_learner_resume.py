@@ -3,7 +3,7 @@
 A child process trains with a checkpoint after every epoch and is killed with `os._exit` in the middle of epoch 2,
 right after an optimizer step (no cleanup, like a preempted machine). This process builds a new Learner, loads the
 last checkpoint and finishes the fit. It must end with exactly the weights, optimizer state and recorded losses of a
-run that was never interrupted. The notebook (nbs/05c_learner.ipynb) tests the same within one process; this test adds
+run that was never interrupted. Lesson 05e (nbs/05e_checkpoints.ipynb) tests the same within one process; this test adds
 a fresh interpreter, so nothing can leak through memory."""
 import os, subprocess, sys
 from pathlib import Path
@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 
 from adamw_course.data import DataLoaders, DeviceLoader
-from adamw_course.learner import Callback, CheckpointCB, Learner
+from adamw_course.callback import Callback
+from adamw_course.checkpoint import CheckpointCB
+from adamw_course.learner import Learner
 
 N_EPOCHS, CRASH_EPOCH, CRASH_BATCH = 4, 2, 1
 

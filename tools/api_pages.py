@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PKG = 'adamw_course'
 OUT = ROOT/'nbs'/'api'
-# Callback hooks are documented by their class's docstring (and lesson 05c), not one by one.
+# Callback hooks are documented by their class's docstring (and lesson 05c_callbacks), not one by one.
 HOOKS = {'before_fit', 'before_epoch', 'before_train', 'before_validate', 'before_batch', 'after_pred', 'after_loss',
          'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train', 'after_validate', 'after_epoch',
          'after_fit', 'forward'}
