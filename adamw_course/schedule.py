@@ -17,6 +17,9 @@ from typing import Callable, Sequence
 # %% ../nbs/07_schedule.ipynb #5a2a9d2f
 import torch
 
+# %% ../nbs/07_schedule.ipynb #ee6d931f
+from .optim_base import get_hyper, mom_key, set_hyper, set_mom
+
 # %% ../nbs/07_schedule.ipynb #112d81b6
 import matplotlib.pyplot as plt
 
@@ -310,20 +313,12 @@ def group_lrs(lr_max, n_groups: int) -> list[float]:
     if not all(v > 0 for v in out): raise ValueError(f"lr_max must be > 0, got {lr_max!r}.")
     return out
 
-# %% ../nbs/07_schedule.ipynb #4a5cf13e
-def _set(group: dict, key: str, value: float):
-    "Write a setting into a param group; a tensor (capturable/fused optimizers) is filled in place."
-    if isinstance(group[key], torch.Tensor): group[key].fill_(value)
-    else: group[key] = value
-
-def _set_mom(group: dict, key: str, value: float):
-    "Write momentum: `betas[0]` for Adam-style groups, `momentum` for SGD-style ones."
-    if key == 'momentum': return _set(group, key, value)
-    b1, *rest = group['betas']
-    if isinstance(b1, torch.Tensor): b1.fill_(value)
-    else: group['betas'] = (value, *rest)
-
 # %% ../nbs/07_schedule.ipynb #abac0479
+def _check_schedule(sched):
+    "Raise a `TypeError` unless `sched` behaves like a `Schedule` (has `at`, `check_total`, `names` and `lr_max`)."
+    if not all(hasattr(sched, a) for a in ('at', 'check_total', 'names', 'lr_max')):
+        raise TypeError(f"sched must be a Schedule (e.g. one_cycle_post(3e-3)), got {type(sched).__name__}.")
+
 class ParamScheduler:
     """Drives any `torch.optim` optimizer through a `Schedule` over `total_steps` batches. Creating it writes
     batch 0's settings; call `step()` after each `optimizer.step()`. Per param group: lr = schedule lr times
@@ -334,23 +329,23 @@ class ParamScheduler:
                  cycle_momentum: bool = True, wd_sched: bool = False):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}.")
-        if not isinstance(sched, Schedule): raise TypeError(f"sched must be a Schedule, got {type(sched).__name__}.")
+        _check_schedule(sched)
         sched.check_total(total_steps)
         self.optimizer, self.sched, self.total_steps, self.wd_sched = optimizer, sched, total_steps, wd_sched
         groups = optimizer.param_groups
-        if lr_max is None: peaks = [float(g['lr']) for g in groups]
+        if lr_max is None: peaks = [get_hyper(g, 'lr') for g in groups]
         else: peaks = group_lrs(lr_max, len(groups))
         top = max(peaks)
         if lr_max is None: self.lr_mults = [p / top if top > 0 else 1.0 for p in peaks]   # share of the schedule
         else: self.lr_mults = [p / sched.lr_max for p in peaks]                           # rescaled to each peak
         self.cycle_momentum = cycle_momentum and 'mom' in sched.names
-        self.mom_keys = ['betas' if 'betas' in g else 'momentum' if 'momentum' in g else None for g in groups]
+        self.mom_keys = [mom_key(g) for g in groups]
         if self.cycle_momentum and None in self.mom_keys:
             raise ValueError(f"{type(optimizer).__name__} has neither 'betas' nor 'momentum' in its param groups, so "
                              "the schedule's momentum has nowhere to go: pass cycle_momentum=False.")
         if (wd_sched or 'wd' in sched.names) and any('weight_decay' not in g for g in groups):
             raise ValueError(f"{type(optimizer).__name__} has no 'weight_decay' in its param groups to schedule.")
-        self.base_wds = [float(g.get('weight_decay', 0.0)) for g in groups]
+        self.base_wds = [get_hyper(g, 'weight_decay') if 'weight_decay' in g else 0.0 for g in groups]
         self.last_step = -1
         self.step()
 
@@ -359,13 +354,13 @@ class ParamScheduler:
         v = self.sched.at(step, self.total_steps)
         top_wd = max(self.base_wds)
         for i, g in enumerate(self.optimizer.param_groups):
-            _set(g, 'lr', v['lr'] * self.lr_mults[i])
-            if self.cycle_momentum: _set_mom(g, self.mom_keys[i], v['mom'])
+            set_hyper(g, 'lr', v['lr'] * self.lr_mults[i])
+            if self.cycle_momentum: set_mom(g, v['mom'])
             if 'wd' in v or self.wd_sched:
                 wd = self.base_wds[i]
                 if 'wd' in v: wd = v['wd'] * (wd / top_wd if top_wd > 0 else 1.0)
                 if self.wd_sched: wd = wd * v['lr'] / self.sched.lr_max
-                _set(g, 'weight_decay', wd)
+                set_hyper(g, 'weight_decay', wd)
         self.last_step = step
 
     def step(self):
@@ -374,7 +369,7 @@ class ParamScheduler:
 
     def get_last_lr(self) -> list[float]:
         "The lr now in each param group (as torch's schedulers have it)."
-        return [float(g['lr']) for g in self.optimizer.param_groups]
+        return [get_hyper(g, 'lr') for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
         "The position and what was read from the optimizer, as plain numbers (loads with `weights_only=True`)."
@@ -392,11 +387,8 @@ class ParamScheduler:
     def __repr__(self):
         return f"ParamScheduler({type(self.optimizer).__name__}, step {self.last_step}/{self.total_steps}, {self.sched})"
 
-# %% ../nbs/07_schedule.ipynb #71368ba5
-from fastcore.basics import patch
-
 # %% ../nbs/07_schedule.ipynb #732c9c01
-from .learner import Learner, Callback
+from .callback import Callback
 
 # %% ../nbs/07_schedule.ipynb #b92b08c7
 class ScheduleCB(Callback):
@@ -404,7 +396,7 @@ class ScheduleCB(Callback):
     and `wd_sched`). The position comes from `learn.train_iter`, so resumed fits land on the right batch."""
     order = 10
     def __init__(self, sched: Schedule, lr_max=None, cycle_momentum: bool = True, wd_sched: bool = False):
-        if not isinstance(sched, Schedule): raise TypeError(f"sched must be a Schedule, got {type(sched).__name__}.")
+        _check_schedule(sched)
         self.sched, self.lr_max, self.cycle_momentum, self.wd_sched = sched, lr_max, cycle_momentum, wd_sched
         self.psched, self._pending = None, None
 
@@ -419,7 +411,7 @@ class ScheduleCB(Callback):
 
     def after_fit(self):
         if self.psched is not None and (self.wd_sched or 'wd' in self.sched.names):
-            for g, wd in zip(self.learn.opt.param_groups, self.psched.base_wds): _set(g, 'weight_decay', wd)
+            for g, wd in zip(self.learn.opt.param_groups, self.psched.base_wds): set_hyper(g, 'weight_decay', wd)
 
     def state_dict(self) -> dict:
         "The `ParamScheduler`'s position, for checkpoints (empty before `fit`)."
@@ -427,21 +419,3 @@ class ScheduleCB(Callback):
     def load_state_dict(self, state: dict):
         "Keep `state` until the next `fit` builds the scheduler, then resume the schedule from it."
         if state: self._pending = state
-
-# %% ../nbs/07_schedule.ipynb #98587321
-@patch
-def fit_sched(self: Learner, n_epochs: int, sched: Schedule, lr_max=None, wd: float | None = None,
-              wd_sched: bool = False, cycle_momentum: bool = True, cbs=None, start_epoch: int = 0):
-    "Fit for `n_epochs` following `sched` per batch (lr, momentum/beta1, and wd when asked); `lr_max` rescales it per param group."
-    cb = ScheduleCB(sched, lr_max=lr_max, cycle_momentum=cycle_momentum, wd_sched=wd_sched)
-    self.fit(n_epochs, lr=sched.lr_max, wd=wd, cbs=[cb, *(cbs or [])], start_epoch=start_epoch)
-
-@patch
-def fit_one_cycle(self: Learner, n_epochs: int, lr_max=1e-3, div: float = 25., div_final: float = 1e5,
-                  pct_start: float = 0.25, moms: tuple[float, float, float] = (0.95, 0.85, 0.95), wd: float | None = None,
-                  wd_sched: bool = False, cbs=None, start_epoch: int = 0):
-    "Fit for `n_epochs` with fastai's 1cycle (`one_cycle_fastai`); `lr_max` is a number, one per param group, or a slice."
-    if self.opt is None: self.create_opt()
-    peak = max(group_lrs(lr_max, len(self.opt.param_groups)))
-    sched = one_cycle_fastai(peak, div=div, div_final=div_final, pct_start=pct_start, moms=moms)
-    self.fit_sched(n_epochs, sched, lr_max=lr_max, wd=wd, wd_sched=wd_sched, cbs=cbs, start_epoch=start_epoch)

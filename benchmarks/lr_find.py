@@ -23,7 +23,8 @@ import argparse, contextlib, copy, io, math, statistics, time, warnings
 import torch
 import torch.nn.functional as F
 
-from adamw_course.lr_finder import LRFinderWarning, lr_find, snapshot_model, snapshot_optimizer, snapshot_rngs
+from adamw_course.checkpoint import get_rng_state, set_rng_state
+from adamw_course.lr_finder import LRFinderWarning, lr_find, snapshot_model, snapshot_optimizer
 from adamw_course.models import small_cnn
 
 try: import torch_lr_finder
@@ -82,8 +83,9 @@ def main():
         model.load_state_dict(sd); opt.load_state_dict(osd)
 
     def save_restore_ours():
-        restores = [snapshot_model(model), snapshot_optimizer(opt), snapshot_rngs(batches)]
+        restores, rngs = [snapshot_model(model), snapshot_optimizer(opt)], get_rng_state(batches)
         for r in restores: r()
+        set_rng_state(rngs, batches)
 
     fns = {'plain loop + state_dict save/restore': plain, 'adamw_course lr_find': ours}
     if torch_lr_finder is not None: fns['torch-lr-finder range_test + reset'] = theirs

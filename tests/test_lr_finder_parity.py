@@ -42,28 +42,40 @@ OPTIMIZERS = {
     'our_adamw': lambda ps: AdamW(ps, lr=1e-3, weight_decay=0.1),
 }
 
-def make(seed: int, opt_name: str, device='cpu'):
-    "A model with BatchNorm and dropout (so the RNG and buffers matter), an optimizer, and a shuffling DataLoader"
+def make(seed: int, opt_name: str, device='cpu', random_free=False):
+    """A model with BatchNorm and dropout (so the RNG and buffers matter), an optimizer, and a shuffling DataLoader.
+    `random_free`: no dropout and no shuffle, so that nothing depends on when a finder draws from the global RNG
+    (creating a DataLoader iterator draws a seed, and torch-lr-finder creates its validation iterator at other moments
+    than we do)."""
     torch.manual_seed(seed)
     x = torch.randn(384, 20)
     y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
-    dl = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)   # 12 batches: long sweeps cycle through it
-    model = nn.Sequential(nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 3)).to(device)
+    dl = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=not random_free)   # 12 batches: long sweeps cycle through it
+    model = nn.Sequential(nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), *([] if random_free else [nn.Dropout(0.1)]),
+                          nn.Linear(64, 3)).to(device)
     return model, OPTIMIZERS[opt_name](list(model.parameters())), dl
 
-def theirs(seed, opt_name, device='cpu', **kw) -> dict:
-    model, opt, dl = make(seed, opt_name, device)
+def val_loader(seed: int):
+    "A validation set of 100 items (batches of 30, the last one short, so the size weighting matters)"
+    g = torch.Generator().manual_seed(seed + 100)
+    x = torch.randn(100, 20, generator=g)
+    return DataLoader(TensorDataset(x, (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()), batch_size=30)
+
+def theirs(seed, opt_name, device='cpu', val=False, **kw) -> dict:
+    model, opt, dl = make(seed, opt_name, device, random_free=val)
     torch.manual_seed(seed + 1)
     finder = torch_lr_finder.LRFinder(model, opt, nn.CrossEntropyLoss(), device=device)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):   # its prints and tqdm
-        finder.range_test(dl, smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH, **kw)
+        finder.range_test(dl, val_loader=val_loader(seed) if val else None, smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH, **kw)
     return finder.history
 
-def ours(seed, opt_name, device='cpu', start_lr=None, end_lr=10, num_iter=100, step_mode='exp'):
-    model, opt, dl = make(seed, opt_name, device)
+def ours(seed, opt_name, device='cpu', start_lr=None, end_lr=10, num_iter=100, step_mode='exp', val=False,
+         accumulation_steps=1):
+    model, opt, dl = make(seed, opt_name, device, random_free=val)
     torch.manual_seed(seed + 1)
     return lr_find(model, nn.CrossEntropyLoss(), opt, dl, start_lr=start_lr, end_lr=end_lr, num_it=num_iter,
-                   step_mode=step_mode, beta=1 - SMOOTH_F, bias_correction=False, diverge_th=DIVERGE_TH, suggest=False)
+                   step_mode=step_mode, beta=1 - SMOOTH_F, bias_correction=False, diverge_th=DIVERGE_TH, suggest=False,
+                   val_loader=val_loader(seed) if val else None, accumulation_steps=accumulation_steps)
 
 def their_smoothing(raw: list[float]) -> list[float]:
     "torch-lr-finder's recurrence, as written in LRFinder.range_test"
@@ -73,6 +85,7 @@ def their_smoothing(raw: list[float]) -> list[float]:
 
 def check_parity(kw, opt_name, device='cpu', seed=0, expect_stop=None):
     ref, res = theirs(seed, opt_name, device, **kw), ours(seed, opt_name, device, **kw)
+    assert len(res.lrs) >= 10                                    # guard: a real curve, not two points
     assert res.lrs == ref['lr']                                  # exactly equal, and the same length
     assert their_smoothing(res.raw_losses) == ref['loss']        # bit for bit: the same training steps
     assert_close(torch.tensor(res.losses, dtype=torch.float64), torch.tensor(ref['loss'], dtype=torch.float64),
@@ -102,6 +115,19 @@ def test_parity_other_optimizers(kw, opt_name):
 def test_parity_other_seeds(seed):
     res = check_parity(dict(start_lr=1e-5, end_lr=10, num_iter=100), 'adam', seed=seed)
     assert len(res.lrs) >= 10 and all(math.isfinite(l) for l in res.losses)
+
+@pytest.mark.parametrize('steps', [2, 3])
+def test_parity_accumulation_steps(steps):
+    "Each point accumulates the gradients of `steps` batches, each loss divided by `steps`; the loss is their mean"
+    res = check_parity(dict(start_lr=1e-5, end_lr=10, num_iter=60, accumulation_steps=steps), 'adam')
+    assert res.raw_losses != ours(0, 'adam', start_lr=1e-5, end_lr=10, num_iter=60).raw_losses   # not vacuous
+
+@pytest.mark.parametrize('kw', [dict(start_lr=1e-5, end_lr=10, num_iter=60), dict(start_lr=1e-4, end_lr=1e3, num_iter=40)])
+def test_parity_val_loader(kw):
+    "With a validation loader, each point is the mean validation loss after the step (weighted by batch size)"
+    res = check_parity(dict(kw, val=True), 'sgd_momentum')
+    train_only = theirs(0, 'sgd_momentum', **kw)['loss']                   # guard: validation losses are other numbers
+    assert res.losses[1:5] != train_only[1:5]
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_parity_cuda():

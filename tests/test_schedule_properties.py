@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
+from adamw_course.optim_base import get_mom
 from adamw_course.schedule import (Phase, Schedule, ParamScheduler, anneal_const, anneal_cos, anneal_exp, anneal_linear,
                                    anneal_poly, const_schedule, one_cycle_fastai, one_cycle_post, one_cycle_rnn,
                                    one_cycle_torch, phase_ends, step_schedule)
@@ -203,9 +204,6 @@ def _opt(opt_cls):
     return opt_cls([{'params': [ps[0]]}, {'params': [ps[1]]}], lr=0.1, **extra)
 
 
-def _mom(group):
-    return group['betas'][0] if 'betas' in group else group['momentum']
-
 
 def run_both(opt_cls, T, max_lr=(2e-3, 1e-2), **kw):
     "Drive two identical optimizers with OneCycleLR and with ParamScheduler(one_cycle_torch); largest gap seen."
@@ -215,7 +213,7 @@ def run_both(opt_cls, T, max_lr=(2e-3, 1e-2), **kw):
     worst = 0.
     for t in range(T):
         for g1, g2 in zip(o1.param_groups, o2.param_groups):
-            worst = max(worst, abs(g1['lr'] - g2['lr']), abs(_mom(g1) - _mom(g2)))
+            worst = max(worst, abs(g1['lr'] - g2['lr']), abs(get_mom(g1) - get_mom(g2)))
             assert g1.get('betas', (0, 0))[1] == g2.get('betas', (0, 0))[1]
         o1.step(); o2.step(); ref.step(); ours.step()
     return worst
@@ -256,6 +254,7 @@ def test_onecycle_parity_other_settings(opt_cls):
        st.floats(1.5, 100.), st.floats(10., 1e5), st.sampled_from([torch.optim.Adam, torch.optim.SGD]))
 def test_onecycle_parity_random(T, pct, three, strategy, div, final_div, opt_cls):
     assume(not three or pct < 0.5)
+    assume(T >= (3 if three else 2))             # a schedule needs a step per phase (it says so with a ValueError)
     kw = dict(pct_start=pct, three_phase=three, anneal_strategy=strategy, div_factor=div, final_div_factor=final_div)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
