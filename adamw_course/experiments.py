@@ -15,6 +15,7 @@ __all__ = ['SCHEDULES', 'MODELS', 'SIZES', 'ADAMW_WDS', 'L2_WDS', 'BEST', 'STUDI
 import hashlib, json, math, multiprocessing as mp, os, platform, re, statistics, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,10 +28,9 @@ import matplotlib.pyplot as plt
 # %% ../nbs/08_cifar10.ipynb #48802ae8
 import adamw_course
 from .adam import Adam
-from .adamw import AdamW, POST, param_groups
+from .adamw import AdamW, POST
 from .data import DeviceLoader, cifar10, default_device
 from .learner import Learner
-from .lr_finder import lr_find
 from .models import small_cnn, wrn_22
 from .schedule import one_cycle_post, const_schedule, step_schedule
 
@@ -60,10 +60,9 @@ class RunSpec:
         if self.lr is not None and not self.lr > 0: raise ValueError(f"lr must be > 0 (or None for the LR finder), got {self.lr!r}.")
         if not self.wd >= 0: raise ValueError(f"wd must be >= 0, got {self.wd!r}.")
 
-    def make_opt(self, model: torch.nn.Module) -> Callable:
-        "An `opt_func(params, lr)` for `Learner` that builds this spec's optimizer on `param_groups(model, wd)`."
-        cls = AdamW if self.decoupled else Adam
-        return lambda params, lr: cls(param_groups(model, self.wd), lr=lr, betas=self.betas, amsgrad=self.amsgrad)
+    def opt_func(self) -> Callable:
+        "The `opt_func` for `Learner(..., wd=spec.wd)`: `AdamW` (decoupled) or `Adam` (L2) with this spec's betas and amsgrad."
+        return partial(AdamW if self.decoupled else Adam, betas=self.betas, amsgrad=self.amsgrad)
 
     def schedule(self, lr: float):
         "This spec's schedule peaking at (or held at) `lr`."
@@ -230,11 +229,10 @@ def train_run(study: Study, spec: RunSpec, seed: int, dls) -> dict:
     torch.manual_seed(seed)
     dls.train.generator.manual_seed(seed)
     model = MODELS[study.model]()
-    learn = Learner(model, dls, opt_func=spec.make_opt(model))
+    learn = Learner(model, dls, opt_func=spec.opt_func(), wd=spec.wd)
     epochs, lr = study.epochs_of(spec), spec.lr
     if lr is None:     # the LR finder's valley, on this seed's fresh model; lr_find leaves model, optimizer and RNGs as they were
-        learn.create_opt(1e-3)
-        lr = lr_find(learn.model, learn.loss_func, learn.opt, dls.train, device=learn.device, amp_dtype=learn.amp_dtype).valley
+        lr = learn.lr_find().valley
         if lr is None: raise RuntimeError(f"{spec.name}, seed {seed}: the LR finder gave no suggestion; give this setting an lr.")
     _sync(learn.device); start = time.perf_counter()
     with learn.no_bar(): learn.fit_sched(epochs, spec.schedule(lr))
