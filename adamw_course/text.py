@@ -31,6 +31,8 @@ import matplotlib.pyplot as plt
 # %% ../nbs/11_text.ipynb #70399408
 from .adam import Adam
 from .adamw import AdamW, param_groups
+from .callback import grad_scaler, scaled_backward, unscaled_step
+from .optim_base import get_hyper, set_hyper
 from .schedule import ParamScheduler, Schedule, one_cycle_rnn
 from .experiments import (NOT_DECIDED, StudyError, check_out_dir, machine_info, paired_diff, versions,
                                       write_json_atomic)
@@ -384,6 +386,8 @@ def fit_lm(model: AWDLSTM, opt: torch.optim.Optimizer, loader: LMLoader, epochs:
     short windows take smaller steps). Returns the mean training cross-entropy of every epoch and `stopped` (True if the
     loss stopped being finite, which ends the fit)."""
     loss_func = loss_func or LMLoss()
+    scaler = grad_scaler(next(model.parameters()).device, enabled=False)   # lesson 05c's training step, in float32
+    params = list(model.parameters())
     plans = [loader.plan() for _ in range(epochs)]
     psched = ParamScheduler(opt, sched, sum(map(len, plans)))
     losses, stopped = [], False
@@ -392,15 +396,15 @@ def fit_lm(model: AWDLSTM, opt: torch.optim.Optimizer, loader: LMLoader, epochs:
         hidden, tot, n = model.init_hidden(loader.bs), 0., 0
         for x, y in loader.batches(plan):
             if scale_lr:
-                for g in opt.param_groups: g['lr'] = g['lr'] * len(x) / loader.bptt
+                for g in opt.param_groups: set_hyper(g, 'lr', get_hyper(g, 'lr') * len(x) / loader.bptt)
             out = model(x, detach_hidden(hidden))
             hidden = out[1]
             loss, ce = loss_func(out, y)
             if not math.isfinite(loss.item()): stopped = True; break
             opt.zero_grad()
-            loss.backward()
-            if clip: nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step(); psched.step()
+            scaled_backward(loss, scaler)
+            unscaled_step(opt, scaler, params=params, max_norm=clip or None)
+            psched.step()
             tot += ce.item() * y.numel(); n += y.numel()
         if stopped: break
         losses.append(tot / n)
