@@ -170,15 +170,22 @@ class CheckedOptimizer(Optimizer):
         if isinstance(param_group, dict): self.validate_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
 
+    def _missing_options(self, state: dict) -> dict:
+        "Values for the options of `state_defaults` that a loaded group may lack: this optimizer's own (its `defaults`), else `state_defaults`'."
+        own = getattr(self, 'defaults', None) or state.get('defaults') or {}
+        return {k: own.get(k, v) for k, v in self.state_defaults.items()}
+
     def __setstate__(self, state: dict):
-        """Check every param group of `state` (filled in from `state_defaults`) like the constructor does, then load
-        like `torch.optim.Optimizer` and give every group the `state_defaults` it lacks. `load_state_dict` changes
-        nothing before it calls this, so a state dict that fails a check raises `ValueError` and leaves the optimizer
-        as it was."""
+        """Check every param group of `state` like the constructor does, then load like `torch.optim.Optimizer`. An
+        option of `state_defaults` that a group lacks (a state dict from an older torch, say) takes this optimizer's own
+        value, so that an `Adam(decoupled_weight_decay=True)` loading an AdamW state dict written before torch had that
+        key stays decoupled. `load_state_dict` changes nothing before it calls this, so a state dict that fails a check
+        raises `ValueError` and leaves the optimizer as it was."""
+        fill = self._missing_options(state)
         for i, group in enumerate(state.get('param_groups', [])):
-            try: self.validate_group({**self.state_defaults, **group})
+            try: self.validate_group({**fill, **group})
             except ValueError as e:
                 raise ValueError(f"Cannot load param group {i} of this state dict: {e}") from None
         super().__setstate__(state)
         for group in self.param_groups:
-            for k, v in self.state_defaults.items(): group.setdefault(k, v)
+            for k, v in fill.items(): group.setdefault(k, v)

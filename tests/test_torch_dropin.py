@@ -255,6 +255,24 @@ def test_adamw_loading_an_adam_state_dict_stays_decoupled():
     assert opt.param_groups[0]['decoupled_weight_decay'] is True and torch.is_tensor(opt.param_groups[0]['lr'])
 
 
+@pytest.mark.parametrize('decoupled', [True, False])
+def test_a_missing_option_takes_the_loading_optimizers_own_value(decoupled):
+    """torch < 2.7 wrote AdamW state dicts without `decoupled_weight_decay`. Loaded into `Adam(decoupled_weight_decay=
+    True)`, such a dict must keep the decay decoupled (and continue like torch's AdamW), not fall back to L2."""
+    p_torch = make_params()
+    t_opt = torch.optim.AdamW(p_torch, lr=1e-2, weight_decay=0.1, foreach=False)
+    train(t_opt, p_torch, 3, seed=1)
+    sd = roundtrip(t_opt.state_dict())
+    for g in sd['param_groups']: g.pop('decoupled_weight_decay', None)          # as an older torch wrote it
+    p_ours = [p.detach().clone().requires_grad_() for p in p_torch]
+    o_opt = Adam(p_ours, decoupled_weight_decay=decoupled)
+    o_opt.load_state_dict(sd)
+    assert all(g['decoupled_weight_decay'] is decoupled for g in o_opt.param_groups)
+    if decoupled:                                                                 # then it is torch's AdamW, bit for bit
+        train(t_opt, p_torch, 3, seed=2); train(o_opt, p_ours, 3, seed=2)
+        assert_bitwise([p.detach() for p in p_ours], [p.detach() for p in p_torch])
+
+
 # --- param_groups(weight_decay=None) ------------------------------------------------------------------------------
 
 def test_param_groups_without_a_weight_decay_leave_it_to_the_optimizer():
