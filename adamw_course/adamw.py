@@ -65,7 +65,7 @@ class AdamW(Adam):
 
 # %% ../nbs/03_adamw.ipynb #42f1829f
 NORM_TYPES = (nn.modules.batchnorm._NormBase,   # BatchNorm*, SyncBatchNorm, InstanceNorm* (and their Lazy versions)
-              nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
+              nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.RMSNorm)
 
 # %% ../nbs/03_adamw.ipynb #0a2b1446
 def param_groups(model: nn.Module, weight_decay: float | None, no_decay_bias_norm: bool = True) -> list[dict]:

@@ -223,12 +223,6 @@ class ProgressCB(Callback):
             display(ProgressTable(self.header, self.rows))
 
 # %% ../nbs/05c_callbacks.ipynb #8cb5e669
-def _copy_(dst: list, src: list):
-    "Copy each tensor of `src` into the matching tensor of `dst`."
-    if hasattr(torch, '_foreach_copy_'): torch._foreach_copy_(dst, src)
-    else:
-        for d, s in zip(dst, src): d.copy_(s)
-
 class TerminateOnNaNCB(Callback):
     "Stop `fit` (with a warning) at the first training loss that is NaN or inf, before its backward pass and step, restoring the model's buffers (batch-norm statistics) from before that batch."
     order, name = -10, 'terminate_on_nan'
@@ -237,14 +231,14 @@ class TerminateOnNaNCB(Callback):
         self.saved = [b.clone() for b in self.bufs]
 
     def before_batch(self):
-        if self.learn.training and self.bufs: _copy_(self.saved, self.bufs)
+        if self.learn.training and self.bufs: torch._foreach_copy_(self.saved, self.bufs)
 
     def after_loss(self):
         learn = self.learn
         if not learn.training: return
         loss = learn.loss.item()
         if math.isfinite(loss): return
-        if self.bufs: _copy_(self.bufs, self.saved)
+        if self.bufs: torch._foreach_copy_(self.bufs, self.saved)
         lrs = [get_hyper(g, 'lr') for g in learn.opt.param_groups]
         self.info = dict(loss=loss, epoch=learn.epoch, batch=learn.iter, lr=lrs[0] if len(set(lrs)) == 1 else lrs)
         warnings.warn(f"Training stopped: the loss is {loss} at epoch {learn.epoch}, batch {learn.iter} (both counted from 0; "
@@ -290,9 +284,7 @@ def autocast(device, dtype: torch.dtype | None):
 
 def grad_scaler(device, enabled: bool):
     "A GradScaler for `device`, active only if `enabled` (fp16); a disabled one passes the loss and the step through unchanged."
-    device = torch.device(device)
-    if hasattr(torch.amp, 'GradScaler'): return torch.amp.GradScaler(device.type, enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == 'cuda')   # torch < 2.3: CUDA only
+    return torch.amp.GradScaler(torch.device(device).type, enabled=enabled)
 
 def scaled_backward(loss: torch.Tensor, scaler):
     "Backpropagate `loss` times the scaler's loss scale (1 when it is disabled); gradients add up in `.grad`, so to accumulate `k` batches pass each loss divided by `k`."
