@@ -2,7 +2,7 @@
 # Release check: build the wheel and sdist, `twine check` them, look inside the wheel (no notebooks, no data, its size),
 # then install the wheel alone into a fresh venv (no nbdev, no repo on sys.path), measure what it pulled in beyond torch and
 # torchvision (tools/install_closure.py; over the budget below fails), train one tiny epoch with it, and run every lesson
-# there as Colab would (tools/colab_check.py).
+# there as a reader would on Colab (tools/colab_check.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,8 +27,9 @@ if [ -z "${ADAMW_COURSE_WIKITEXT2:-}" ] && [ -d "$wikitext" ]; then export ADAMW
 tmp=$(mktemp -d)
 (cd "$tmp" && "$venv/bin/python" "$root/tools/smoke.py")
 
-# The Colab check: every lesson, run top to bottom in test mode against the installed wheel, from a copy of the single
-# notebook file, in a Jupyter kernel (Colab opens one file, and has ipykernel, nbclient and pytest already).
+# The Colab check: every lesson as a reader runs it ("Run all": every cell, IN_TEST unset, the default size preset, on the
+# CPU) against the installed wheel, from a copy of the single notebook file, in a Jupyter kernel (Colab opens one file,
+# and has ipykernel, nbclient and pytest already). A lesson that errors or takes over the limit fails the check.
 "$venv/bin/pip" install -q --disable-pip-version-check ipykernel nbclient pytest 2>&1 | { grep -v "^WARNING: Location" || true; }
-(cd "$tmp" && "$venv/bin/python" "$root/tools/colab_check.py" "$root"/nbs/[0-9]*.ipynb "$root/nbs/index.ipynb")
+(cd "$tmp" && "$venv/bin/python" "$root/tools/colab_check.py" --limit-s "${ADAMW_COLAB_LIMIT_S:-300}" "$root"/nbs/[0-9]*.ipynb "$root/nbs/index.ipynb")
 rm -rf "$tmp"
