@@ -63,7 +63,7 @@ CONVENTIONS = ('even', 'fastai', 'torch')
 def phase_ends(fracs: Sequence[float], total_steps: int, convention: str = 'even') -> list[float]:
     """Step (possibly fractional) at which each phase ends, for phases of relative lengths `fracs` over
     `total_steps` batches. With $c_k$ the share of training done at the end of phase k:
-    'even' ends it at $c_k(T-1)$, 'fastai' at $c_k T$ (fastai's pos = step/T), 'torch' at $c_k T - k$
+    'even' ends it at $c_k(T-1)$, 'fastai' at $c_k T$ (fastai's pos = step/T), 'torch' at $c_k T - k$ (the last phase at T - 1)
     and the last phase at $T-1$ (`OneCycleLR`; its ends only increase if each phase but the last spans a step)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
