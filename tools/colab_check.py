@@ -53,7 +53,7 @@ def run_notebook(path: Path, test_mode: bool, flags: set, limit_s: float) -> lis
     try:
         NotebookClient(nb, timeout=int(limit_s) + 1, kernel_name='python3', resources={'metadata': {'path': work}}).execute()
     except CellTimeoutError: return [f"a cell ran longer than the {limit_s:.0f} s limit"]
-    except CellExecutionError as e: return [str(e).strip().splitlines()[-1]]
+    except CellExecutionError as e: return [f"{e.ename}: {e.evalue}".strip()[:500]]
     finally: shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - start
     return [f"took {took:.0f} s, over the {limit_s:.0f} s limit"] if took > limit_s else []
