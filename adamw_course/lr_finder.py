@@ -11,6 +11,7 @@ __all__ = ['SUGGESTERS', 'sweep_lrs', 'snapshot_model', 'snapshot_optimizer', 'L
 
 # %% ../nbs/06_lr_finder.ipynb #1c77b375
 import copy, math, warnings
+from numbers import Real
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -37,7 +38,11 @@ def sweep_lrs(start_lr: float = 1e-7, end_lr: float = 10., num_it: int = 100, st
         raise ValueError(f"step_mode={step_mode!r} is not supported: use 'exp' (the default) or 'linear'.")
     if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it < 10:
         raise ValueError(f"num_it={num_it!r}: the range test needs a whole number of at least 10 iterations "
-                         "to draw a curve and make suggestions (100 is usual).")
+                         "to draw a curve (100 is usual).")
+    for name, v in (('start_lr', start_lr), ('end_lr', end_lr)):
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
+            raise ValueError(f"{name}={v!r} must be a finite number: the sweep goes from start_lr to end_lr "
+                             "(1e-7 and 10 by default).")
     if not (start_lr > 0 or (step_mode == 'linear' and start_lr == 0)):
         raise ValueError(f"start_lr={start_lr!r} must be > 0 (an exponential sweep multiplies it); try 1e-7.")
     if not start_lr < end_lr:
@@ -180,13 +185,14 @@ def suggest_slide(lrs, losses, lr_diff: int = 15, thresh: float = 0.005, adjust_
 SUGGESTERS = {'valley': suggest_valley, 'steep': suggest_steep, 'minimum': suggest_minimum, 'slide': suggest_slide}
 
 def suggest_lrs(lrs, losses, methods=tuple(SUGGESTERS), skip_start: int = 0, skip_end: int = 0,
-                min_points: int = 10) -> dict:
+                min_points: int = 10, why: str = '') -> dict:
     """Run the suggestion `methods` (names in `SUGGESTERS`) on a smoothed loss curve, leaving out its first
-    `skip_start` and last `skip_end` points. If fewer than `min_points` remain: one warning, and None for each."""
+    `skip_start` and last `skip_end` points. If fewer than `min_points` remain: one warning, ending with `why` (the
+    caller knows why the curve is short), and None for each."""
     lrs, losses = list(lrs)[skip_start:len(lrs) - skip_end], list(losses)[skip_start:len(losses) - skip_end]
     if len(losses) < min_points:
-        _warn(f'only {len(losses)} usable points (fewer than {min_points}), so there are no suggestions. The loss '
-              'blew up or went NaN almost at once: lower start_lr and end_lr, or check the model and data.')
+        _warn(f'only {len(losses)} usable points (fewer than {min_points}, after leaving out the first {skip_start} '
+              f'and the last {skip_end}), so there are no suggestions.' + (f' {why}' if why else ''))
         return {m: None for m in methods}
     return {m: SUGGESTERS[m](lrs, losses) for m in methods}
 
@@ -289,6 +295,9 @@ def _cycle(dataloader: Iterable) -> Iterator:
 
 def _decayed_groups(opt, weight_decay) -> list[dict]:
     "The groups whose weight decay a sweep at `weight_decay` replaces: those with a non-zero one, or all if none has"
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, Real) or not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f'weight_decay={weight_decay!r} must be a finite number >= 0 (0 turns decay off during the '
+                         "sweep), or None to keep the optimizer's.")
     if any('weight_decay' not in g for g in opt.param_groups):
         raise ValueError(f'weight_decay={weight_decay!r} was given, but {type(opt).__name__} has no "weight_decay" '
                          'hyper-parameter to set; leave weight_decay=None.')
@@ -299,6 +308,22 @@ def _xy(batch, device) -> tuple:
     if not isinstance(batch, (list, tuple)) or len(batch) < 2:
         raise ValueError(f'dataloader must yield (x, y, ...) tuples or lists, got a {type(batch).__name__}.')
     return _to(batch[0], device), _to(batch[1], device)
+
+def _min_num_it(min_points: int = 10) -> int:
+    "The smallest `num_it` whose curve keeps `min_points` points after the num_it//10 that suggestions leave out."
+    n = min_points
+    while n - n // 10 < min_points: n += 1
+    return n
+
+def _check_trains(model, optimizer):
+    "Raise if `model` has no parameters, or `optimizer` holds none of them: the sweep would train nothing."
+    own = {id(p) for p in model.parameters()}
+    if not own:
+        raise ValueError(f'the model ({type(model).__name__}) has no parameters, so the range test has nothing to '
+                         'train: pass the model whose parameters the optimizer updates.')
+    if not any(id(p) in own for g in optimizer.param_groups for p in g['params']):
+        raise ValueError("the optimizer holds none of the model's parameters, so the sweep would not train the model: "
+                         'build the optimizer from model.parameters().')
 
 def _check_not_empty(dl, name: str):
     "Raise if `dl` says it has no batches (loaders without a length, over an IterableDataset, are checked when read)."
@@ -343,6 +368,10 @@ def lr_find(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimize
         raise ValueError(f'diverge_th={diverge_th!r} must be > 1: the test stops when the loss exceeds diverge_th x its best.')
     if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) or accumulation_steps < 1:
         raise ValueError(f'accumulation_steps={accumulation_steps!r} must be a whole number >= 1 (batches per step).')
+    if suggest and num_it < (least := _min_num_it()):
+        raise ValueError(f'num_it={num_it} is too few for suggestions: they leave out the first num_it//10 points and '
+                         f'need 10 after that, so num_it must be at least {least} (100 is usual). Or pass suggest=False.')
+    _check_trains(model, optimizer)
     _check_not_empty(dataloader, 'dataloader')
     if val_loader is not None: _check_not_empty(val_loader, 'val_loader')
     decayed = [] if weight_decay is None else _decayed_groups(optimizer, weight_decay)
@@ -383,7 +412,9 @@ def lr_find(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimize
         if val_rngs is not None: set_rng_state(val_rngs, val_loader)
         set_rng_state(rngs, dataloader)
     res = LRFindResult(rec_lrs, losses, raw, stop_reason=stop, num_it=num_it)
-    if suggest: res.suggestions = suggest_lrs(rec_lrs, losses, skip_start=num_it // 10, skip_end=5 if stop else 0)
+    why = (f'The run stopped early, {stop}: lower end_lr (or start_lr), or check the model and data.' if stop
+           else 'Run more iterations (num_it).')
+    if suggest: res.suggestions = suggest_lrs(rec_lrs, losses, skip_start=num_it // 10, skip_end=5 if stop else 0, why=why)
     return res
 
 # %% ../nbs/06_lr_finder.ipynb #7f419959
