@@ -11,7 +11,7 @@ __all__ = ['EVENTS', 'accuracy', 'CancelFitException', 'CancelEpochException', '
            'scaled_backward', 'unscaled_step']
 
 # %% ../nbs/05c_callbacks.ipynb #0ccb30e4
-import contextlib, math, sys, time, warnings
+import contextlib, copy, math, sys, time, warnings
 
 # %% ../nbs/05c_callbacks.ipynb #6ff2fb94
 import torch
@@ -89,7 +89,10 @@ class SmoothedLoss:
 
 # %% ../nbs/05c_callbacks.ipynb #77bc6388
 class Recorder(Callback):
-    "Records per training batch the raw and smoothed (debiased EMA with `beta`) loss, lr and momentum of each param group, and per epoch the results row; `learn.recorder`."
+    """Records per training batch the raw and smoothed (debiased EMA with `beta`) loss, lr and momentum of each param group, and per epoch the results row; `learn.recorder`.
+
+    The losses stay on the device until they are read: `losses` and `smooth_losses` (and `flush()`, which the Recorder
+    calls at the end of each training phase) read all the pending ones at once, with a single host-device sync."""
     order, name = 50, 'recorder'
     _state = ('losses', 'smooth_losses', 'iters', 'lrs', 'moms', 'values', 'epoch_iters')
 
@@ -99,9 +102,34 @@ class Recorder(Callback):
 
     def reset(self):
         "Forget everything recorded."
-        self.losses, self.smooth_losses, self.iters, self.lrs, self.moms = [], [], [], [], []
+        self._pending, self._losses, self._smooth = [], [], []   # losses still on the device; those already read
+        self.iters, self.lrs, self.moms = [], [], []
         self.values, self.epoch_iters = [], []   # per epoch: [train_loss, valid_loss, *metrics], and train_iter at its end
         self.smoother.reset()
+
+    def flush(self):
+        "Read the losses still on the device into `losses` and `smooth_losses`, in order, with one `tolist()`."
+        if not self._pending: return
+        pending, self._pending = self._pending, []
+        for loss in torch.stack([l.float() for l in pending]).tolist():
+            self._losses.append(loss)
+            self._smooth.append(self.smoother(loss))
+
+    @property
+    def losses(self) -> list:
+        "The training loss of every recorded batch, as Python floats."
+        self.flush()
+        return self._losses
+    @losses.setter
+    def losses(self, value): self._pending, self._losses = [], list(value)
+
+    @property
+    def smooth_losses(self) -> list:
+        "The smoothed training loss after every recorded batch, as Python floats."
+        self.flush()
+        return self._smooth
+    @smooth_losses.setter
+    def smooth_losses(self, value): self._pending, self._smooth = [], list(value)
 
     def before_fit(self):
         if self.learn.start_epoch == 0: self.reset()   # a resumed fit keeps the history (see checkpoints)
@@ -109,16 +137,17 @@ class Recorder(Callback):
 
     def before_batch(self): self._loss = None
     def after_loss(self):
-        if self.learn.training: self._loss = self.learn.loss.item()
+        if self.learn.training: self._loss = self.learn.loss.detach()   # a device tensor: no sync
 
     def after_batch(self):
         if not self.learn.training or self._loss is None: return
-        self.losses.append(self._loss)
-        self.smooth_losses.append(self.smoother(self._loss))
+        self._pending.append(self._loss)
         self.iters.append(self.learn.train_iter)
         groups = self.learn.opt.param_groups
         self.lrs.append([get_hyper(g, 'lr') for g in groups])
         self.moms.append([get_mom(g) for g in groups])
+
+    def after_train(self): self.flush()
 
     def after_epoch(self):
         self.values.append([self.learn.train_loss, *self.learn.valid_results.values()])
@@ -126,6 +155,7 @@ class Recorder(Callback):
 
     def state_dict(self) -> dict:
         "The recorded history (lrs, losses, per-epoch values), for checkpoints."
+        self.flush()
         return {**{k: getattr(self, k) for k in self._state}, 'smoother': self.smoother.state_dict()}
     def load_state_dict(self, state: dict):
         "Restore the history saved by `state_dict`, so a resumed run's plots continue where they stopped."
@@ -177,13 +207,19 @@ class ProgressTable:
     def _repr_html_(self): return text2html_table([self.header, *self.rows])
 
 class ProgressCB(Callback):
-    "A table with a row per epoch and a live bar per phase (fastprogress); `live=None` shows bars only in notebooks and terminals."
+    """A table with a row per epoch and a live bar per phase (fastprogress); `live=None` shows bars only in notebooks and terminals.
+
+    A live training bar shows the smoothed loss, read from the Recorder at most once every `loss_every` seconds (each
+    read waits for the GPU); without a live bar nothing is read during the epoch."""
     order, name = 60, 'progress'
-    def __init__(self, live: bool | None = None): self.live = live
+    def __init__(self, live: bool | None = None, loss_every: float = 1.0):
+        if not (isinstance(loss_every, (int, float)) and loss_every >= 0):
+            raise ValueError(f"loss_every must be a number of seconds >= 0 (0 shows the loss after every batch), got {loss_every!r}.")
+        self.live, self.loss_every = live, loss_every
 
     def before_fit(self):
         learn = self.learn
-        self.header, self.rows, self.pbar = ['epoch', 'train_loss', *learn.valid_names, 'time'], [], None
+        self.header, self.rows, self.pbar, self._shown = ['epoch', 'train_loss', *learn.valid_names, 'time'], [], None, -math.inf
         self.mbar = master_bar(range(learn.n_epochs)) if (_live() if self.live is None else self.live) else None
         if self.mbar is not None:
             self.mbar.update(0)                  # starts fastprogress's clock (a resumed fit then jumps to start_epoch)
@@ -202,8 +238,10 @@ class ProgressCB(Callback):
 
     def after_batch(self):
         if self.pbar is None: return
-        rec = getattr(self.learn, 'recorder', None)
-        if self.learn.training and rec is not None and rec.smooth_losses: self.pbar.comment = f'{rec.smooth_losses[-1]:.4f}'
+        rec, now = getattr(self.learn, 'recorder', None), time.monotonic()
+        if self.learn.training and rec is not None and now - self._shown >= self.loss_every:
+            self._shown = now
+            if rec.smooth_losses: self.pbar.comment = f'{rec.smooth_losses[-1]:.4f}'   # reads the Recorder's pending losses
         self.pbar.update(self.learn.iter + 1)
 
     def after_epoch(self):
@@ -224,28 +262,110 @@ class ProgressCB(Callback):
 
 # %% ../nbs/05c_callbacks.ipynb #8cb5e669
 class TerminateOnNaNCB(Callback):
-    "Stop `fit` (with a warning) at the first training loss that is NaN or inf, before its backward pass and step, restoring the model's buffers (batch-norm statistics) from before that batch."
-    order, name = -10, 'terminate_on_nan'
-    def before_fit(self):
-        self.info, self.bufs = None, list(self.learn.model.buffers())
-        self.saved = [b.clone() for b in self.bufs]
+    """Stop `fit` (with a warning) after a training loss or gradient that is NaN or inf, with the weights, the buffers and
+    the optimizer state put back to the last state checked to be finite.
 
+    No host-device sync per batch: each training batch keeps its loss and, unless an enabled GradScaler (fp16) skips such
+    steps itself, its largest absolute gradient entry, on the device. Every `check_every` training batches, in
+    `after_loss` (so a bad loss in that very batch stops before its backward pass), and at the end of each training
+    phase, one read checks them all: if all are finite the state is copied, device to device, into a preallocated
+    snapshot; if not, the snapshot is restored and `CancelFitException` raised. `check_every=1` checks every batch."""
+    order, name = -10, 'terminate_on_nan'
+
+    def __init__(self, check_every: int = 16):
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(f"check_every must be an int >= 1 (training batches between two checks; 1 checks every "
+                             f"batch), got {check_every!r}.")
+        self.check_every, self.info, self.n_checks = check_every, None, 0
+
+    def before_fit(self):
+        learn = self.learn
+        scaler = getattr(learn, 'scaler', None)
+        self.check_grads = scaler is None or not scaler.is_enabled()
+        self.params, self.bufs = list(learn.model.parameters()), list(learn.model.buffers())
+        self.info, self.n_checks, self._pending, self._layout, self._count, self._check_now = None, 0, [], None, 0, False
+        self._staged = [b.detach().clone() for b in self.bufs]   # the buffers before the forward pass of a checked batch
+        self._snapshot(self.bufs, (learn.start_epoch, 0))        # the state before the first step
+
+    def before_train(self): self._count = 0
     def before_batch(self):
-        if self.learn.training and self.bufs: torch._foreach_copy_(self.saved, self.bufs)
+        if not self.learn.training: return
+        self._count += 1
+        self._check_now = self._count % self.check_every == 0
+        if self._check_now and self.bufs:
+            with torch.no_grad(): torch._foreach_copy_(self._staged, self.bufs)
 
     def after_loss(self):
         learn = self.learn
         if not learn.training: return
-        loss = learn.loss.item()
-        if math.isfinite(loss): return
-        if self.bufs: torch._foreach_copy_(self.bufs, self.saved)
         lrs = [get_hyper(g, 'lr') for g in learn.opt.param_groups]
-        self.info = dict(loss=loss, epoch=learn.epoch, batch=learn.iter, lr=lrs[0] if len(set(lrs)) == 1 else lrs)
-        warnings.warn(f"Training stopped: the loss is {loss} at epoch {learn.epoch}, batch {learn.iter} (both counted from 0; "
-                      f"the fit has {learn.n_epochs} epochs of {learn.n_iter} batches), with lr {self.info['lr']}. That batch "
-                      f"was not applied: the model keeps its weights from before it. Try a lower lr, or grad_clip.",
+        self._pending.append([learn.epoch, learn.iter, lrs[0] if len(set(lrs)) == 1 else lrs, learn.loss.detach(), None])
+        if self._check_now and self._check((learn.epoch, learn.iter), in_progress=True): raise CancelFitException()
+
+    def after_backward(self):
+        if not (self.learn.training and self.check_grads and self._pending): return
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads: self._pending[-1][4] = torch.stack(torch._foreach_norm(grads, math.inf)).max()   # NaN or inf if any entry is
+
+    def after_train(self):
+        if self._pending and self._check((self.learn.epoch + 1, 0)): raise CancelFitException()
+
+    def after_fit(self):
+        if self._pending: self._check(None)   # batches left unchecked by another callback's stop
+
+    def _check(self, at, in_progress: bool = False) -> bool:
+        """Read the pending losses and gradient sizes (one sync). If all are finite, snapshot the state as the one before
+        epoch and batch `at` and return False; else restore the snapshot, warn and return True. `in_progress`: checked in
+        `after_loss`, so the last record is the current batch, whose backward pass is still to come."""
+        recs, self.n_checks = self._pending, self.n_checks + 1
+        vals = iter(torch.stack([t.float().reshape(()) for r in recs for t in r[3:] if t is not None]).tolist())
+        bad = None
+        for r in recs:
+            loss, grad = next(vals), (next(vals) if r[4] is not None else None)
+            if bad is None and not (math.isfinite(loss) and (grad is None or math.isfinite(grad))): bad = (r, loss, grad)
+        if bad is None or (in_progress and bad[0] is recs[-1]):   # every batch before this one was finite
+            if at is not None: self._snapshot(self._staged if in_progress else self.bufs, at)
+            self._pending = recs[-1:] if in_progress else []
+        if bad is None: return False
+        self._stop(*bad)
+        return True
+
+    def _snapshot(self, bufs, at):
+        "Copy the weights, `bufs` and the optimizer state into the snapshot (allocated again when the state's layout changed)."
+        state = self.learn.opt.state
+        opt_layout = [(p, [(k, torch.is_tensor(v)) for k, v in s.items()]) for p, s in state.items()]
+        src = [*self.params, *bufs, *(v for s in state.values() for v in s.values() if torch.is_tensor(v))]
+        layout = ([(id(p), ks) for p, ks in opt_layout], [(t.shape, t.dtype, t.device) for t in src])
+        with torch.no_grad():
+            if layout == self._layout: torch._foreach_copy_(self._saved, src)
+            else: self._saved, self._layout = [t.detach().clone() for t in src], layout
+        self._opt_layout = opt_layout
+        self._opt_other = [copy.deepcopy(v) for s in state.values() for v in s.values() if not torch.is_tensor(v)]
+        self.snapshot_at = at
+
+    def _restore(self):
+        "Put the snapshot back: weights and buffers in place, the optimizer state as it was (entries created since are dropped)."
+        n = len(self.params) + len(self.bufs)
+        with torch.no_grad(): torch._foreach_copy_([*self.params, *self.bufs], self._saved[:n])
+        tensors, others, state = iter(self._saved[n:]), iter(self._opt_other), self.learn.opt.state
+        state.clear()
+        for p, ks in self._opt_layout:
+            state[p] = {k: next(tensors).clone() if is_tensor else copy.deepcopy(next(others)) for k, is_tensor in ks}
+
+    def _stop(self, rec, loss, grad):
+        learn = self.learn
+        self._restore()
+        self._pending = []
+        epoch, batch, lr = rec[:3]
+        what = 'loss' if not math.isfinite(loss) else 'gradient'
+        self.info = dict(what=what, loss=loss, grad=grad, epoch=epoch, batch=batch, lr=lr, restored_to=self.snapshot_at)
+        bad = f"the loss is {loss}" if what == 'loss' else f"a gradient entry is {grad} (with a finite loss, {loss:.4g})"
+        e, b = self.snapshot_at
+        warnings.warn(f"Training stopped: {bad} at epoch {epoch}, batch {batch} (both counted from 0; the fit has "
+                      f"{learn.n_epochs} epochs of {len(learn.dls.train)} batches), with lr {lr}. The weights, the buffers "
+                      f"and the optimizer state are back to what they were before epoch {e}, batch {b}, the last state "
+                      f"checked to be finite (a check every {self.check_every} batches). Try a lower lr, or grad_clip.",
                       RuntimeWarning, stacklevel=2)
-        raise CancelFitException()
 
 # %% ../nbs/05c_callbacks.ipynb #fbac9e4f
 class GradientClipCB(Callback):
