@@ -261,6 +261,15 @@ class ProgressCB(Callback):
             display(ProgressTable(self.header, self.rows))
 
 # %% ../nbs/05c_callbacks.ipynb #8cb5e669
+def _copy_all(dst: list, src: list):
+    "`dst[i].copy_(src[i])` for all i, as one `torch._foreach_copy_` per device and dtype (each group takes the fused path)."
+    groups = {}
+    for d, s in zip(dst, src):
+        ds, ss = groups.setdefault((s.device, s.dtype), ([], []))
+        ds.append(d); ss.append(s)
+    with torch.no_grad():
+        for ds, ss in groups.values(): torch._foreach_copy_(ds, ss)
+
 class TerminateOnNaNCB(Callback):
     """Stop `fit` (with a warning) after a training loss or gradient that is NaN or inf, with the weights, the buffers and
     the optimizer state put back to the last state checked to be finite.
@@ -292,8 +301,7 @@ class TerminateOnNaNCB(Callback):
         if not self.learn.training: return
         self._count += 1
         self._check_now = self._count % self.check_every == 0
-        if self._check_now and self.bufs:
-            with torch.no_grad(): torch._foreach_copy_(self._staged, self.bufs)
+        if self._check_now: _copy_all(self._staged, self.bufs)
 
     def after_loss(self):
         learn = self.learn
@@ -336,9 +344,8 @@ class TerminateOnNaNCB(Callback):
         opt_layout = [(p, [(k, torch.is_tensor(v)) for k, v in s.items()]) for p, s in state.items()]
         src = [*self.params, *bufs, *(v for s in state.values() for v in s.values() if torch.is_tensor(v))]
         layout = ([(id(p), ks) for p, ks in opt_layout], [(t.shape, t.dtype, t.device) for t in src])
-        with torch.no_grad():
-            if layout == self._layout: torch._foreach_copy_(self._saved, src)
-            else: self._saved, self._layout = [t.detach().clone() for t in src], layout
+        if layout == self._layout: _copy_all(self._saved, src)
+        else: self._saved, self._layout = [t.detach().clone() for t in src], layout
         self._opt_layout = opt_layout
         self._opt_other = [copy.deepcopy(v) for s in state.values() for v in s.values() if not torch.is_tensor(v)]
         self.snapshot_at = at
@@ -346,7 +353,7 @@ class TerminateOnNaNCB(Callback):
     def _restore(self):
         "Put the snapshot back: weights and buffers in place, the optimizer state as it was (entries created since are dropped)."
         n = len(self.params) + len(self.bufs)
-        with torch.no_grad(): torch._foreach_copy_([*self.params, *self.bufs], self._saved[:n])
+        _copy_all([*self.params, *self.bufs], self._saved[:n])
         tensors, others, state = iter(self._saved[n:]), iter(self._opt_other), self.learn.opt.state
         state.clear()
         for p, ks in self._opt_layout:
