@@ -6,17 +6,19 @@ Docs: https://adamw-course.github.io/adamw_course/cli.html.md"""
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'MODES', 'CIFAR10_PER_CLASS', 'UNUSED_OPTIONS', 'POST_FINETUNE', 'make_parser', 'resolve_device',
-           'check_args', 'cifar10_study', 'main']
+           'check_args', 'check_sizes', 'cifar10_study', 'main']
 
 # %% ../nbs/10_cli.ipynb #09e13925
-import argparse, signal, sys, threading, time
+import argparse, re, signal, sys, threading, time
 from dataclasses import replace
 from pathlib import Path
+from urllib.error import URLError
 
 # %% ../nbs/10_cli.ipynb #f24ac6ab
 import torch
 
 # %% ../nbs/10_cli.ipynb #4893bfe7
+from .data import CIFAR10_CLASSES, DataError, DownloadError
 from .finetune import FINETUNE_DATASETS
 from .experiments import (STUDIES, Study, StudyError, check_out_dir, make_study, post_specs, run_study,
                                       save_study, study_table, summarize_study)
@@ -95,6 +97,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="cifar10: training images per class, 1 to 5000 (default: 500 quick, all full)")
     r.add_argument('--n-test-per-class', type=_per_class('test'), metavar='N',
                    help="cifar10: test images per class, 1 to 1000 (default: 250 quick, all full)")
+    r.add_argument('--bs', type=_positive_int, metavar='N', help="cifar10: the training batch size (default: 128); the "
+                   "last partial batch is dropped, so it can be at most the training images, 10 x --n-per-class")
     r.add_argument('--dataset', choices=tuple(FINETUNE_DATASETS),
                    help="finetune: cifar10, pets (Oxford-IIIT Pets) or flowers (Flowers-102), downloaded where needed; the "
                         "default is cifar10 with --quick, pets with --full. For your own images (Stanford Cars, say) use "
@@ -129,6 +133,7 @@ def resolve_device(device: str, full: bool) -> torch.device:
 
 UNUSED_OPTIONS = {  # what each run does not use, and why: given anyway, these options are refused, not ignored
     'finetune': {'runs': "it trains one model, with a fixed seed",
+                 'bs': "its batch size comes with --quick or --full (16 or 64)",
                  'n_per_class': "its images are chosen by --dataset or --data",
                  'n_test_per_class': "its images are chosen by --dataset or --data",
                  'jobs': "it trains one model at a time",
@@ -167,16 +172,33 @@ def check_args(args: argparse.Namespace) -> torch.device:
     if what == 'finetune' and not args.overwrite and (csv := Path(args.out)/'finetune'/'finetune.csv').exists():
         raise StudyError(f"{csv} holds the results of an earlier finetune run: pass --overwrite to replace them, or use "
                          "another --out.")
+    if what == 'cifar10': check_sizes(cifar10_study(args))
     full = getattr(args, 'full', False) or getattr(args, 'size', None) == 'full'
     dev = resolve_device(args.device, full and args.device != 'cpu')
     check_out_dir(args.out)
     return dev
 
+def check_sizes(study: Study):
+    "Raise ValueError, in the words of `reproduce`'s options, if `study` (at most 5,000 training images per class) leaves no whole training batch, or fewer batches than a run's schedule has phases."
+    per_class = study.n_per_class or CIFAR10_PER_CLASS['training']
+    n_train = len(CIFAR10_CLASSES) * per_class
+    batches = n_train // study.bs
+    sizes = f"{n_train} training images (--n-per-class {per_class})"
+    if batches == 0:
+        raise ValueError(f"--bs {study.bs} is more than the {sizes}, so no batch fits (the last partial batch is dropped): "
+                         f"pass --bs {n_train} or less, or a larger --n-per-class.")
+    for spec in study.specs:
+        epochs, phases = study.epochs_of(spec), len(spec.schedule(spec.lr or 1e-3).phases)
+        if batches * epochs < phases:
+            raise ValueError(f"{sizes} in batches of --bs {study.bs} make {batches} batch(es) an epoch, {batches * epochs} "
+                             f"in {epochs} epoch(s), but the schedule of {spec.name!r} has {phases} phases and needs a batch "
+                             f"for each: pass a smaller --bs, a larger --n-per-class or more --epochs.")
+
 # %% ../nbs/10_cli.ipynb #76fb44a6
 def cifar10_study(args: argparse.Namespace) -> Study:
-    "The post's grid (`post_grid`) at the size `reproduce` asks for: quick or full, with `--epochs`, `--runs` and the data sizes applied."
+    "The post's grid (`post_grid`) at the size `reproduce` asks for: quick or full, with `--epochs`, `--runs`, the data sizes and `--bs` applied."
     study = make_study('post_grid', 'full' if args.full else 'quick')
-    changes = {k: getattr(args, k) for k in ('epochs', 'n_per_class', 'n_test_per_class') if getattr(args, k, None) is not None}
+    changes = {k: getattr(args, k) for k in ('epochs', 'n_per_class', 'n_test_per_class', 'bs') if getattr(args, k, None) is not None}
     if args.runs is not None: changes['seeds'] = tuple(range(args.runs))
     if 'epochs' in changes: changes['specs'] = tuple(post_specs(changes['epochs'], tta_run=args.full))
     return replace(study, **changes)
@@ -211,39 +233,74 @@ def _run_finetune(args: argparse.Namespace, device: torch.device) -> list[dict]:
     print('\n' + _finetune_table(results))
     return results
 
-def _sigterm(signum, frame): raise KeyboardInterrupt
+class _Terminated(KeyboardInterrupt):
+    "A SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt, so that the same cleanup runs."
+
+def _sigterm(signum, frame): raise _Terminated
+
+_LIBRARY_WORDS = {'source': '--data', 'n_per_class': '--n-per-class', 'n_test_per_class': '--n-test-per-class', 'bs': '--bs'}
+
+def _in_cli_words(msg: str, what: str, size: str | None = None) -> str:
+    "A library message in the words of the command line: `source=X` becomes `--data X`, `n_per_class=N` `--n-per-class N` (for `study`: what its `--size` reads), and so on."
+    def word(m):
+        name, value = m.group(1), m.group(2)
+        if what == 'study' and name in ('n_per_class', 'n_test_per_class', 'bs'):
+            return {'n_per_class': f"--size {size} reads {value} training images per class",
+                    'n_test_per_class': f"--size {size} reads {value} test images per class",
+                    'bs': f"--size {size} uses batches of {value}"}[name]
+        return f"{_LIBRARY_WORDS[name]} {value}".rstrip()
+    return re.sub(r"\b(source|n_per_class|n_test_per_class|bs)=([^\s,;:)]*)", word, msg)
+
+def _offline(e: Exception, what: str, dataset: str = 'CIFAR-10') -> str:
+    "The message for `dataset` that could not be downloaded, naming the options of the run `what` that point at a local copy."
+    reason = e.what if isinstance(e, DownloadError) else f"could not download the {dataset} images ({e.reason if isinstance(e, URLError) else e})"
+    if what == 'finetune':
+        return (f"{reason}. Offline? Pass --data FOLDER, an image folder with train/ and valid/ (or test/) subfolders "
+                f"holding one folder per class (an unpacked CIFAR-10 copy will do), or set ADAMW_COURSE_CIFAR10 to a "
+                f"CIFAR-10 copy for --dataset cifar10.")
+    return (f"{reason}. Offline? Pass --data with a local CIFAR-10 copy (a .tgz or folder in the layout "
+            f"cifar10/{{train,test}}/<class>/<image>), or set ADAMW_COURSE_CIFAR10 to one.")
 
 def main(argv: list[str] | None = None) -> int:
     "The `adamw-course` command: `reproduce [cifar10|finetune] [--quick|--full] ...` or `study NAME [--size tiny|small|full] ...` (NAME: a study of `STUDIES`, or `lm`); see `--help`."
     parser = make_parser()
     args = parser.parse_args(argv)
     prog = parser.commands[args.command].prog
-    fail = lambda msg: parser.exit(2, f"{prog}: error: {' '.join(str(msg).splitlines())}\n")
+    fail = lambda msg: parser.exit(2, f"{prog}: error: {' '.join(str(msg).split())}\n")
     try: device = check_args(args)
     except (ValueError, FileNotFoundError, StudyError) as e: fail(e)
+    what = _run_name(args)
     start = time.perf_counter()
     old = signal.signal(signal.SIGTERM, _sigterm) if threading.current_thread() is threading.main_thread() else None
-    runs = None                                         # where the finished runs go, for the message after an interrupt
+    runs, n_runs = None, None                           # where the finished runs go, for the message after an interrupt
     try:
-        if args.command == 'study' and args.name == 'lm':
+        if what == 'lm':
             from adamw_course.text import run_lm_study     # lesson 11, imported only when asked for
             runs = Path(args.out)/'lm'/'runs'
             run_lm_study(args.out, size=args.size, jobs=args.jobs, overwrite=args.overwrite, source=args.data, device=device)
             print('\n' + (Path(args.out)/'lm'/'summary.md').read_text())
-        elif args.command == 'study' or args.experiment == 'cifar10':
-            study = make_study(args.name, args.size) if args.command == 'study' else cifar10_study(args)
-            runs = Path(args.out)/(study.runs_from or study.name)/'runs'
+        elif what in ('study', 'cifar10'):
+            study = make_study(args.name, args.size) if what == 'study' else cifar10_study(args)
+            runs, n_runs = Path(args.out)/(study.runs_from or study.name)/'runs', len(study.runs())
             _run(study, args, device)
         else: _run_finetune(args, device)
-    except KeyboardInterrupt:
-        if runs is None: parser.exit(130, "\nInterrupted: the finetune experiment saves its results only when it ends; "
-                                          "run the same command again to start it over.\n")
-        done = len(list(runs.glob('*.json')))
-        parser.exit(130, f"\nInterrupted: {done} finished run(s) are saved in {runs}; run the same command again to resume.\n")
+    except KeyboardInterrupt as e:                      # Ctrl-C, or SIGTERM through _sigterm: no traceback
+        code = 143 if isinstance(e, _Terminated) else 130
+        if runs is None: parser.exit(code, "\nInterrupted: the finetune experiment saves its results only when it ends; "
+                                           "run the same command again to start it over.\n")
+        done = len(list(runs.glob('*.json'))) if runs.is_dir() else 0
+        of = f" of {n_runs}" if n_runs else ''
+        parser.exit(code, f"\nInterrupted: {done}{of} finished run(s) are saved in {runs}; run the same command again to "
+                          "resume from there.\n")
     except ModuleNotFoundError as e:                    # a missing dependency, named; a broken adamw_course keeps its traceback
         if not e.name or e.name.partition('.')[0] == 'adamw_course': raise
         fail(f"this needs the Python module {e.name!r}, which is not installed here: install the package that provides it "
              f"(usually `pip install {e.name.partition('.')[0]}`), then run the same command again.")
+    except DownloadError as e: fail(_offline(e, what))
+    except URLError as e:                               # torchvision's own download of Pets or Flowers-102, for finetune
+        if what != 'finetune': raise
+        fail(_offline(e, what, args.dataset or ('pets' if args.full else 'cifar10')))
+    except DataError as e: fail(_in_cli_words(str(e), what, getattr(args, 'size', None)))
     except (FileNotFoundError, StudyError) as e: fail(e)
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)

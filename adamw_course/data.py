@@ -6,12 +6,12 @@ Docs: https://adamw-course.github.io/adamw_course/data.html.md"""
 
 # %% auto #0
 __all__ = ['SIZES', 'SIZE_ENV', 'CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'ENV_VAR', 'IMAGE_EXTS', 'lesson_size',
-           'preset', 'gpu_cell', 'find_cifar10', 'default_cache_dir', 'load_cifar10', 'batch_augment', 'normalize',
-           'denormalize', 'default_device', 'DeviceLoader', 'DataLoaders', 'cifar10', 'TorchLoader', 'synth_dls',
-           'show_images']
+           'preset', 'gpu_cell', 'DataError', 'DownloadError', 'find_cifar10', 'default_cache_dir', 'load_cifar10',
+           'batch_augment', 'normalize', 'denormalize', 'default_device', 'DeviceLoader', 'DataLoaders', 'cifar10',
+           'TorchLoader', 'synth_dls', 'show_images']
 
 # %% ../nbs/05a_data.ipynb #b58da5a6
-import hashlib, json, os, tarfile, warnings
+import hashlib, json, os, tarfile, warnings, zlib
 
 # %% ../nbs/05a_data.ipynb #e3cbd5d7
 from pathlib import Path, PurePosixPath
@@ -74,6 +74,20 @@ ENV_VAR = 'ADAMW_COURSE_CIFAR10'
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 _LAYOUT = "cifar10/{train,test}/<class>/<image>.png|.jpg (the layout of fastai's cifar10.tgz)"
 
+# %% ../nbs/05a_data.ipynb #dataerr2
+class DataError(ValueError):
+    "Data that cannot be read as asked: the message names the file or folder, what is wrong with it, and what to do."
+
+class DownloadError(DataError):
+    "The data is not here and could not be downloaded; `.what` says what failed, the message also how to use a local copy."
+    def __init__(self, what: str, fix: str):
+        super().__init__(f"{what}. {fix}")
+        self.what = what
+
+def _one_line(e: BaseException) -> str:
+    "The message of `e` on one line (some errors, such as tarfile's, span several)."
+    return ' '.join(str(e).split()) or type(e).__name__
+
 # %% ../nbs/05a_data.ipynb #567b5a39
 def find_cifar10(start: str | Path | None = None) -> Path | None:
     "The offline CIFAR-10 copy: `$ADAMW_COURSE_CIFAR10` if set, else `shared/data/cifar10-jpeg.tgz` in `start` (default: the current folder) or a folder above it; `None` if there is none."
@@ -112,64 +126,74 @@ def _folder_index(path: Path) -> dict:
 
 # %% ../nbs/05a_data.ipynb #15ce5ddd
 def _check_index(index: dict, where: Path):
-    "Raise a `ValueError` naming `where` unless `index` has the ten CIFAR-10 classes, each with images, in both splits."
+    "Raise a `DataError` naming `where` unless `index` has the ten CIFAR-10 classes, each with images, in both splits."
     for split, classes in index.items():
         if not classes:
-            raise ValueError(f"{where} has no {split}/ folder with class folders in it. Expected the layout {_LAYOUT}.")
+            raise DataError(f"{where} has no {split}/ folder with class folders in it. Expected the layout {_LAYOUT}.")
         missing, extra = [c for c in CIFAR10_CLASSES if c not in classes], sorted(set(classes) - set(CIFAR10_CLASSES))
         if missing or extra:
-            raise ValueError(f"{where}: {split}/ should hold one folder per CIFAR-10 class {CIFAR10_CLASSES}; "
-                             f"missing {missing}, unexpected {extra}.")
+            raise DataError(f"{where}: {split}/ should hold one folder per CIFAR-10 class {CIFAR10_CLASSES}; "
+                            f"missing {missing}, unexpected {extra}. Expected the layout {_LAYOUT}.")
         for c in CIFAR10_CLASSES:
-            if not classes[c]: raise ValueError(f"{where}: the class folder {split}/{c} holds no images {IMAGE_EXTS}.")
+            if not classes[c]: raise DataError(f"{where}: the class folder {split}/{c} holds no images {IMAGE_EXTS}.")
 
 # %% ../nbs/05a_data.ipynb #fa93a2ac
 def _check_n(n, name: str):
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"{name} must be a positive int or None (all images), got {n!r}.")
 
-def _subset(classes: dict, n: int | None, seed: int, what: str) -> tuple[list, list[int]]:
-    "Pick `n` items of each CIFAR-10 class from `classes` (`{class: [items]}`; all of them if `n` is None), the same ones for the same `seed`. Returns `(items, labels)`."
+def _subset(classes: dict, n: int | None, seed: int, what: str, where: str = '') -> tuple[list, list[int]]:
+    "Pick `n` items of each CIFAR-10 class from `classes` (`{class: [items]}`; all of them if `n` is None), the same ones for the same `seed`. Returns `(items, labels)`; raises `DataError` if a class has fewer than `n` (`where` names the split in messages)."
+    if n is not None:
+        fewest = min(CIFAR10_CLASSES, key=lambda c: len(classes[c]))
+        if n > (k := len(classes[fewest])):
+            raise DataError(f"{what}={n}, but the class {fewest!r} has only {k} images{f' in {where}' if where else ''}: "
+                            f"ask for at most {k}, or use a copy with more images.")
     g = torch.Generator().manual_seed(seed)
     items, labels = [], []
     for label, c in enumerate(CIFAR10_CLASSES):
         its = classes[c]
-        if n is not None:
-            if n > len(its): raise ValueError(f"{what}={n}, but the class {c!r} has only {len(its)} images.")
-            its = [its[i] for i in torch.randperm(len(its), generator=g)[:n].sort().values.tolist()]
+        if n is not None: its = [its[i] for i in torch.randperm(len(its), generator=g)[:n].sort().values.tolist()]
         items += its; labels += [label] * len(its)
     return items, labels
 
 # %% ../nbs/05a_data.ipynb #d0ed7cbf
 def _decode(data: bytes, name: str) -> torch.Tensor:
-    "Decode PNG/JPEG `data` to a uint8 `[3, 32, 32]` tensor; errors name the image `name`."
+    "Decode PNG/JPEG `data` to a uint8 `[3, 32, 32]` tensor; a `DataError` names the image `name`."
     try: img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except Exception as e: raise ValueError(f"Could not decode the image {name}: {e}. Expected a PNG or JPEG file.") from e
+    except Exception as e:
+        raise DataError(f"Could not decode the image {name}: {_one_line(e)}. Expected a PNG or JPEG file: replace the "
+                        "file, or delete it.") from e
     if img.shape != (3, 32, 32):
-        raise ValueError(f"The image {name} is {img.shape[2]}x{img.shape[1]} pixels; CIFAR-10 images are 32x32.")
+        raise DataError(f"The image {name} is {img.shape[2]}x{img.shape[1]} pixels; CIFAR-10 images are 32x32.")
     return img
 
 # %% ../nbs/05a_data.ipynb #c825edb3
+_BROKEN = (EOFError, tarfile.TarError, zlib.error, OSError)    # what a truncated or damaged archive, or a failing disk, raises
+
 def _read_image_folder(path: Path, n_per_class=None, n_test_per_class=None, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    "Read CIFAR-10 from an ImageFolder archive (.tgz/.tar.gz/.tar) or folder at `path`, decoding only the chosen subset. Returns `(x_train, y_train, x_test, y_test)`."
-    if path.is_dir():
-        index, tf = _folder_index(path), None
-        read, name = Path.read_bytes, str
-    else:
+    "Read CIFAR-10 from an ImageFolder archive (.tgz/.tar.gz/.tar) or folder at `path`, decoding only the chosen subset. Returns `(x_train, y_train, x_test, y_test)`; raises `DataError` naming the file for anything unreadable."
+    tf = None
+    if not path.is_dir():
         try: tf = tarfile.open(path)
-        except tarfile.TarError as e:
-            raise ValueError(f"{path} is not a readable tar archive ({e}). Expected a .tgz, .tar.gz or .tar "
-                             f"holding {_LAYOUT}.") from e
-        index = _archive_index(tf)
-        read, name = (lambda m: tf.extractfile(m).read()), (lambda m: f"{m.name} in {path}")
+        except _BROKEN as e:
+            why = "no gzip, bzip2, xz or tar data could be read from it" if isinstance(e, tarfile.ReadError) else _one_line(e)
+            raise DataError(f"{path} is not a readable tar archive ({why}). Expected a .tgz, .tar.gz or .tar "
+                            f"holding {_LAYOUT}.") from e
     try:
+        if tf is None: index, read, name = _folder_index(path), Path.read_bytes, str
+        else: index, read, name = _archive_index(tf), (lambda m: tf.extractfile(m).read()), (lambda m: f"{m.name} in {path}")
         _check_index(index, path)
-        splits = [_subset(index['train'], n_per_class, seed, 'n_per_class'),
-                  _subset(index['test'], n_test_per_class, seed, 'n_test_per_class')]
+        splits = [_subset(index['train'], n_per_class, seed, 'n_per_class', f'{path} train/'),
+                  _subset(index['test'], n_test_per_class, seed, 'n_test_per_class', f'{path} test/')]
         xs = [torch.empty(len(items), 3, 32, 32, dtype=torch.uint8) for items, _ in splits]
         todo = [(s, i, item) for s, (items, _) in enumerate(splits) for i, item in enumerate(items)]
         if tf is not None: todo.sort(key=lambda t: t[2].offset_data)   # read the gzip stream forward only
         for s, i, item in todo: xs[s][i] = _decode(read(item), name(item))
+    except _BROKEN as e:
+        if tf is None: raise DataError(f"Could not read {path}: {_one_line(e)}. Check that its files are readable.") from e
+        raise DataError(f"{path} ends early or is damaged ({_one_line(e)}): it is not a complete archive. Copy or "
+                        "download it again.") from e
     finally:
         if tf is not None: tf.close()
     return xs[0], torch.tensor(splits[0][1]), xs[1], torch.tensor(splits[1][1])
@@ -179,13 +203,13 @@ def _load_torchvision(root: Path, download: bool, n_per_class=None, n_test_per_c
     "The official CIFAR-10 through `torchvision.datasets.CIFAR10` in `root` (downloaded there if `download`), as `(x_train, y_train, x_test, y_test)`."
     try: sets = [CIFAR10(str(root), train=train, download=download) for train in (True, False)]
     except Exception as e:
-        raise RuntimeError(f"torchvision could not {'download' if download else 'find'} CIFAR-10 in {root} ({e}). "
-                           f"Offline? Pass source= (or set {ENV_VAR}) to a local copy: a .tgz or folder in the layout "
-                           f"{_LAYOUT}.") from e
+        what = f"torchvision could not {'download' if download else 'find'} CIFAR-10 in {root} ({_one_line(e)})"
+        fix = f"Offline? Pass source= (or set {ENV_VAR}) to a local copy: a .tgz or folder in the layout {_LAYOUT}."
+        raise (DownloadError(what, fix) if download else DataError(f"{what}. {fix}")) from e
     out = []
     for ds, n, what in zip(sets, (n_per_class, n_test_per_class), ('n_per_class', 'n_test_per_class')):
         x, y = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(ds.targets)
-        idx, labels = _subset({c: (y == i).nonzero().flatten().tolist() for i, c in enumerate(CIFAR10_CLASSES)}, n, seed, what)
+        idx, labels = _subset({c: (y == i).nonzero().flatten().tolist() for i, c in enumerate(CIFAR10_CLASSES)}, n, seed, what, str(root))
         out += [x[idx], torch.tensor(labels)]
     return tuple(out)
 
@@ -203,20 +227,47 @@ def _cache_file(path: Path, cache_dir: Path, **params) -> Path:
 # %% ../nbs/05a_data.ipynb #8d82b625
 def _is_torchvision_root(path: Path) -> bool: return path.is_dir() and (path/'cifar-10-batches-py').is_dir()
 
+_CACHE_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
+
+def _checksum(data) -> str:
+    "SHA-256 of the dtypes, shapes and bytes of the tensors `data`, in order."
+    h = hashlib.sha256()
+    for t in data:
+        h.update(f"{t.dtype} {tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+def _check_cached(d: dict, n_per_class=None, n_test_per_class=None, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    "The four tensors of a loaded cache `d` if they pass every check (shapes, dtypes, labels, counts per class, checksum); else a `ValueError` saying what failed."
+    if not isinstance(d, dict) or any(not isinstance(d.get(k), torch.Tensor) for k in _CACHE_KEYS):
+        raise ValueError(f"it does not hold the tensors {_CACHE_KEYS}")
+    data = tuple(d[k] for k in _CACHE_KEYS)
+    for (x, y), split, n in zip((data[:2], data[2:]), ('training', 'test'), (n_per_class, n_test_per_class)):
+        if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != (3, 32, 32):
+            raise ValueError(f"its {split} images are {x.dtype} {tuple(x.shape)}, not uint8 [N, 3, 32, 32]")
+        if y.dtype != torch.int64 or tuple(y.shape) != (len(x),):
+            raise ValueError(f"its {split} labels are {y.dtype} {tuple(y.shape)}, not int64 [{len(x)}]")
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) < len(CIFAR10_CLASSES)):
+            raise ValueError(f"its {split} labels go from {int(y.min())} to {int(y.max())}, not 0 to {len(CIFAR10_CLASSES) - 1}")
+        if n is not None and not torch.equal(torch.bincount(y, minlength=len(CIFAR10_CLASSES)), torch.full((len(CIFAR10_CLASSES),), n)):
+            raise ValueError(f"its {split} split does not hold {n} images of each class")
+    if d.get('sha256') != _checksum(data): raise ValueError("its content does not match the checksum stored with it")
+    return data
+
 def _load_cached(path: Path, cache_file: Path | None, **params) -> tuple[torch.Tensor, ...]:
-    "Read `path` through the decoded cache `cache_file` (no cache if None)."
-    names = ('x_train', 'y_train', 'x_test', 'y_test')
+    "Read `path` through the decoded cache `cache_file` (no cache if None); a cache that cannot be read or fails `_check_cached` is decoded again, with a warning."
     if cache_file is not None and cache_file.exists():
-        try:
-            d = torch.load(cache_file, weights_only=True)
-            return tuple(d[k] for k in names)
-        except Exception as e: warnings.warn(f"Ignoring the unreadable cache {cache_file} ({e}); reading {path} again.")
+        try: d = torch.load(cache_file, weights_only=True)
+        except Exception as e: warnings.warn(f"Ignoring the unreadable cache {cache_file} ({_one_line(e)}); reading {path} again.")
+        else:
+            try: return _check_cached(d, **params)
+            except ValueError as e: warnings.warn(f"Ignoring the damaged cache {cache_file}: {e}; reading {path} again.")
     data = _read_image_folder(path, **params)
     if cache_file is not None:
         tmp = cache_file.with_name(f'{cache_file.name}.{os.getpid()}.tmp')
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(dict(zip(names, data)), tmp)
+            torch.save({**dict(zip(_CACHE_KEYS, data)), 'sha256': _checksum(data)}, tmp)
             os.replace(tmp, cache_file)
         except OSError as e:
             warnings.warn(f"Could not write the cache {cache_file} ({e}); the next load will decode {path} again.")
@@ -349,9 +400,13 @@ def cifar10(source=None, n_per_class: int | None = None, n_test_per_class: int |
     """CIFAR-10 (see `load_cifar10` for `source`, the subsets and `cache_dir`) as `DataLoaders` on `device` (default: the GPU if any).
 
     The training loader shuffles, drops its last partial batch, and (if `augment`) random-crops and flips, with a generator
-    seeded by `seed`; the validation loader (batch size `valid_bs`, default `2*bs`) serves the test split in order."""
+    seeded by `seed`; the validation loader (batch size `valid_bs`, default `2*bs`) serves the test split in order.
+    Raises `DataError` if the training split holds fewer than `bs` images, so that no whole batch fits."""
     source = _resolve_source(source)
     x_train, y_train, x_test, y_test = load_cifar10(source, n_per_class, n_test_per_class, seed, cache_dir)
+    if isinstance(bs, int) and not isinstance(bs, bool) and 0 < len(x_train) < bs:
+        raise DataError(f"bs={bs} is more than the {len(x_train)} training images read from {source}, so no batch fits (the "
+                        f"training loader drops its last partial batch): use bs={len(x_train)} or less, or more images.")
     device = torch.device(device) if device is not None else default_device()
     kw = dict(device=device, channels_last=channels_last)
     train = DeviceLoader(x_train, y_train, bs, shuffle=True, augment=augment, drop_last=True, seed=seed, **kw)
