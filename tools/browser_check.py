@@ -5,7 +5,10 @@ Debian's Chromium (or `$CHROMIUM`) through Playwright. For each page the check t
 git ignores) and asserts that:
 
 - every image on the page loaded and is not blank (its pixels are not all one colour);
-- no cell output holds a Python traceback.
+- no cell output holds a Python traceback;
+- every formula rendered: the pages load a local MathJax (Debian's `libjs-mathjax`, or `$MATHJAX_JS`) instead of the
+  CDN's, and a TeX error (an unknown control sequence, a missing brace) or any `$...$` left as raw text in the prose
+  fails the page.
 
 Usage: `python tools/browser_check.py [NOTEBOOK ...]` (default: every notebook in nbs/). Exits 1 on any failure.
 """
@@ -19,6 +22,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get('CHROMIUM') or next(
     (p for p in map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome')) if p), '/usr/bin/chromium')
+MATHJAX = Path(os.environ.get('MATHJAX_JS') or '/usr/share/javascript/mathjax/MathJax.js')
 ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
         '--disable-component-update', '--disable-sync']
 
@@ -34,6 +38,27 @@ IMAGE_STATS_JS = """() => Array.from(document.images).map(img => {
   r.spread = hi - lo; return r;
 })"""
 
+# Set before the page's scripts run: MathJax 2 calls AuthorInit when it loads, and the hooks collect every TeX error
+# (noUndefined and noErrors are off, so that an unknown control sequence is an error too, not red text).
+MATHJAX_HOOKS_JS = """window.__mjErrors = []; window.MathJax = {TeX: {noUndefined: {disabled: true}, noErrors: {disabled: true}}, AuthorInit: function () {
+  MathJax.Hub.Register.MessageHook('TeX Jax - parse error', function (m) { window.__mjErrors.push(String(m[1])); });
+  MathJax.Hub.Register.MessageHook('Math Processing Error', function (m) { window.__mjErrors.push('processing error: ' + String(m[2] || m[1])); });
+  MathJax.Hub.Register.StartupHook('End', function () { MathJax.Hub.Queue(function () { window.__mjDone = true; }); });
+}};"""
+
+# After MathJax is done: the number of rendered formulas, and the prose (code left out) that still holds TeX delimiters.
+MATH_STATS_JS = """() => {
+  const rendered = document.querySelectorAll('.MathJax_CHTML, .MathJax_Display, .MathJax').length;
+  const raw = [];
+  document.querySelectorAll('.jp-RenderedMarkdown').forEach(md => {
+    const c = md.cloneNode(true);
+    c.querySelectorAll('code, pre, script, .MathJax_CHTML, .MathJax_Display, .MathJax, .MathJax_Preview').forEach(e => e.remove());
+    const m = c.textContent.match(/\\$\\$[^$]+\\$\\$|\\$[^$\\s][^$]*?\\$|\\\\(frac|sqrt|mathrm|hat|lambda|eta|theta|beta)\\b/);
+    if (m) raw.push(m[0].slice(0, 60));
+  });
+  return {rendered, raw, errors: window.__mjErrors || []};
+}"""
+
 OUTPUT_TEXT_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"""
 
 
@@ -46,7 +71,8 @@ def _name(nb_path: Path) -> str: return ('api_' if nb_path.parent.name == 'api' 
 
 def render(nb_path: Path, out_dir: Path) -> Path:
     "Render the notebook at `nb_path` to HTML in `out_dir`; relative links resolve against the notebook's folder"
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    exporter = HTMLExporter(mathjax_url=MATHJAX.as_uri() + '?config=TeX-AMS_CHTML')
+    body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
     body = body.replace('<head>', f'<head><base href="{nb_path.parent.resolve().as_uri()}/">', 1)
     dest = out_dir / (_name(nb_path) + '.html')
     dest.write_text(body, encoding='utf-8')
@@ -56,8 +82,13 @@ def render(nb_path: Path, out_dir: Path) -> Path:
 def check_page(page, html: Path, shot: Path) -> tuple[list[str], int]:
     "Open `html` in `page`, save a screenshot to `shot`, and return (problems, number of images checked)"
     page.goto(html.as_uri(), wait_until='load')
-    page.screenshot(path=str(shot), full_page=True)
     problems = []
+    try: page.wait_for_function('window.__mjDone === true', timeout=60_000)
+    except Exception: problems.append("MathJax did not finish typesetting within 60 s")
+    math = page.evaluate(MATH_STATS_JS)
+    problems += [f"MathJax error: {e[:120]}" for e in math['errors']]
+    problems += [f"formula left unrendered: {r!r}" for r in math['raw']]
+    page.screenshot(path=str(shot), full_page=True)
     # Remote images (the Colab badge) cannot load offline; the plots are embedded and nbs/images/ files are local.
     imgs = [r for r in page.evaluate(IMAGE_STATS_JS) if not r['src'].startswith('http')]
     for i, r in enumerate(imgs):
@@ -65,7 +96,7 @@ def check_page(page, html: Path, shot: Path) -> tuple[list[str], int]:
         elif r['spread'] < 8: problems.append(f"image {i} is blank ({r['w']}x{r['h']}, {r['src']})")
     for t in page.evaluate(OUTPUT_TEXT_JS):
         if 'Traceback (most recent call last)' in t or 'Error Traceback' in t: problems.append(f"an output holds a traceback: {t[:120]!r}")
-    return problems, len(imgs)
+    return problems, len(imgs), math['rendered']
 
 
 def main(argv=None):
@@ -75,23 +106,26 @@ def main(argv=None):
     a = p.parse_args(argv)
     nbs = a.notebooks or sorted((ROOT / 'nbs').glob('*.ipynb')) + sorted((ROOT / 'nbs').glob('api/*.ipynb'))
     a.out.mkdir(exist_ok=True)
-    start, failed, n_imgs = time.time(), {}, 0
+    if not MATHJAX.is_file(): sys.exit(f"No local MathJax at {MATHJAX}: install Debian's libjs-mathjax, or set MATHJAX_JS to a MathJax 2 MathJax.js.")
+    start, failed, n_imgs, n_formulas = time.time(), {}, 0, 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={'width': 1200, 'height': 900})
-        # The rendered pages link MathJax and fonts from CDNs; this machine is offline, so refuse those at once.
+        page.add_init_script(MATHJAX_HOOKS_JS)
+        # MathJax comes from a local file; other remote assets (the badge, fonts) are refused at once, as offline.
         page.route('**/*', lambda route: route.abort() if route.request.url.startswith('http') else route.continue_())
         for nb in nbs:
-            problems, n = check_page(page, render(nb, a.out), a.out / (_name(nb) + '.png'))
+            problems, n, n_math = check_page(page, render(nb, a.out), a.out / (_name(nb) + '.png'))
             if nb.parent.name == 'api':      # an API page: every show_doc entry rendered as a heading with its signature
                 want = sum(''.join(c['source']).startswith('show_doc(') for c in json.loads(nb.read_text())['cells'])
                 got = page.evaluate(API_ENTRIES_JS)
                 if got != want: problems.append(f"{got} of {want} show_doc entries rendered with a heading and a signature")
             n_imgs += n
-            print(f"{_name(nb)}: {n} images, {'OK' if not problems else '; '.join(problems)}")
+            n_formulas += n_math
+            print(f"{_name(nb)}: {n} images, {n_math} formulas, {'OK' if not problems else '; '.join(problems)}")
             if problems: failed[_name(nb)] = problems
         browser.close()
-    print(f"browser check: {len(nbs)} pages, {n_imgs} images (remote badges not fetched), {len(failed)} failing, {time.time() - start:.1f} s; screenshots in {a.out}")
+    print(f"browser check: {len(nbs)} pages, {n_imgs} images (remote badges not fetched), {n_formulas} formulas, {len(failed)} failing, {time.time() - start:.1f} s; screenshots in {a.out}")
     return 1 if failed else 0
 
 
