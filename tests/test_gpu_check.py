@@ -28,14 +28,17 @@ def test_host_read_counter_counts_each_call_and_its_caller():
 
 
 def test_host_read_counter_sees_calls_inside_the_library():
-    "Not vacuous for the Learner: a read made deep in library code (here `SmoothedLoss` fed by a callback) is counted too."
+    "Not vacuous for the Learner: a read made deep in library code (the Recorder's flush of its device-side losses) is counted too."
     from adamw_course.callback import Recorder
     rec = Recorder()
     class FakeLearn: training, loss = True, torch.tensor(0.25)
     rec.learn = FakeLearn()
     with gc.HostReadCounter() as c: rec.after_loss()
-    assert len(c.calls) == 1 and c.calls[0][0] == 'item' and c.calls[0][1].startswith('adamw_course/callback.py:')
-    assert rec._loss == 0.25
+    assert c.calls == []                                  # noting the loss reads nothing
+    rec._pending.append(rec._loss)                        # what after_batch does with it
+    with gc.HostReadCounter() as c: rec.flush()
+    assert len(c.calls) == 1 and c.calls[0][0] == 'tolist' and c.calls[0][1].startswith('adamw_course/callback.py:')
+    assert rec.losses == [0.25]
 
 
 def test_short_path_and_host_side():
