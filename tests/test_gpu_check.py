@@ -134,3 +134,13 @@ def test_refuses_without_cuda_unless_dry_run(tmp_path, capsys):
     assert gc.main(['--out', str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == 'no CUDA device: run with --dry-run on a CPU'
     assert not any(tmp_path.iterdir())
+
+
+def test_notebook_lines_reads_colab_check_output():
+    out = ("[IPKernelApp] WARNING | noise\n05a_data.ipynb: OK (12.3 s)\n09_finetune.ipynb: RuntimeError: boom (3.0 s)\n"
+           "colab check, reader mode (size smoke, GPU visible): 2 notebooks with adamw_course 0.1.0, 1 failing, 15 s\n")
+    assert gc.notebook_lines(out) == ['05a_data.ipynb: OK (12.3 s)', '09_finetune.ipynb: RuntimeError: boom (3.0 s)']
+    assert set(gc.SIZED_LESSONS) <= {p.stem for p in (gc.REPO / 'nbs').glob('*.ipynb')}
+    # every lesson with a SIZE switch is in the GPU check's list
+    sized = {p.stem for p in (gc.REPO / 'nbs').glob('[0-9]*.ipynb') if "lesson_size('small')" in p.read_text()}
+    assert sized == set(gc.SIZED_LESSONS), sized ^ set(gc.SIZED_LESSONS)

@@ -9,7 +9,7 @@ a section that would pass the time budget is skipped:
 3. syncs: host-device synchronizations per training batch through the Learner's default callbacks.
 4. recipe: a short run of the post's recipe (WRN-22, AdamW, its 1cycle) on the offline CIFAR-10 copy: test accuracy,
    plain and with TTA, and seconds per epoch.
-5. notebooks: not run yet (recorded as skipped).
+5. notebooks: the lessons with a SIZE switch, run as a reader would (tools/colab_check.py) at SIZE='smoke'.
 
 At the end it writes OUT/report.json and OUT/report.md (each atomically), prints report.md, and exits 1 if a section
 failed, else 0. Without a CUDA device it refuses to run (exit 2) unless given --dry-run, which runs every section on
@@ -23,7 +23,7 @@ ignored folder data/ and name `data` in the run's carry list. Nothing is ever do
 """
 import time
 _T0 = time.monotonic()          # the budget counts from here, imports included
-import argparse, contextlib, datetime, json, os, platform, re, statistics, subprocess, sys, traceback, warnings
+import argparse, contextlib, datetime, json, os, platform, re, statistics, subprocess, sys, tempfile, traceback, warnings
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -35,7 +35,6 @@ SYNC_METHODS = ('item', 'tolist', 'cpu')
 # Calls from these files read tensors that stay on the CPU in a GPU run too (the optimizer's step counters live on
 # the CPU, as torch's do), so on a CPU dry run they are listed but not counted as syncs.
 HOST_SIDE = {'adamw_course/adam.py': "the optimizer's step counters, which live on the CPU (as torch's do)"}
-NOTEBOOKS_SKIPPED = "the lessons have no smoke-size preset yet; their #| cuda cells would start full-size runs"
 CALIBRATION = ("the data README's calibration: on this JPEG copy of CIFAR-10, 90.7% test accuracy corresponds to the "
                "post's 94% for the full 30-epoch recipe; a 5-epoch run is expected to be well below it")
 REPORT_RESERVE_S = 5.0          # kept free at the end of the budget for writing the report
@@ -269,7 +268,7 @@ def bench_args(name: str, dry: bool) -> tuple[list[str], float]:
         return {'optim_step': (['--device', 'cpu', '--repeats', '1', '--warmup', '0', '--threads', '1'], 120),
                 'learner_epoch': (['--device', 'cpu', '--repeats', '1', '--batches', '1', '--n-per-class', '20',
                                    '--threads', '1'], 150),
-                'lr_find': (['--device', 'cpu', '--num-it', '10', '--bs', '8', '--reps', '1', '--threads', '1'], 120)}[name]
+                'lr_find': (['--device', 'cpu', '--num-it', '12', '--bs', '8', '--reps', '1', '--threads', '1'], 120)}[name]
     # GPU: the scripts' default (post-sized) settings. Measured cost per run on one H200 is unknown yet; estimated:
     # optim_step ~20 s (100 steps of 6 candidates), learner_epoch ~2-3 min (12 full WRN-22 epochs, 3 warm-up + 3 x 3),
     # lr_find ~20 s; together about 4 minutes at most.
@@ -426,16 +425,42 @@ def section_recipe(device: torch.device, dry: bool, data: Path | None, budget: B
     return summary, d
 
 
-def section_notebooks() -> tuple[str, dict]:
-    "The lessons' #| cuda cells: not run yet."
-    raise Skip(NOTEBOOKS_SKIPPED)
+SIZED_LESSONS = ('05a_data', '05b_models', '05c_callbacks', '05d_learner', '06_lr_finder', '09_finetune')
+
+
+def section_notebooks(device: torch.device, dry: bool, data: Path | None, budget: Budget) -> tuple[str, dict]:
+    """The lessons that have a SIZE switch, run as a reader runs them (tools/colab_check.py: every cell, in a Jupyter
+    kernel) at SIZE='smoke': their GPU cells run at the smallest size and the rest on the GPU. A dry run runs lesson 05a
+    only, on the CPU, where its GPU cell says it is skipped."""
+    from adamw_course.data import ENV_VAR
+    names = SIZED_LESSONS[:1] if dry else SIZED_LESSONS
+    env = {**os.environ, 'MPLBACKEND': 'Agg', 'PYTHONUNBUFFERED': '1'}
+    if data is not None: env[ENV_VAR] = str(data)
+    cmd = [sys.executable, str(REPO/'tools'/'colab_check.py'), '--size', 'smoke', '--allow-repo', '--limit-s', '300',
+           *([] if dry else ['--gpu']), *(str(REPO/'nbs'/f'{n}.ipynb') for n in names)]
+    timeout = budget.left()
+    try: p = subprocess.run(cmd, cwd=tempfile.mkdtemp(), env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
+        raise RuntimeError(f"timed out after {timeout:.0f} s; finished: {notebook_lines(out) or 'none'}") from None
+    lines = notebook_lines(p.stdout)
+    d = dict(command=' '.join(['python3', *cmd[1:]]), returncode=p.returncode, lessons=lines, stderr_tail=p.stderr[-3000:])
+    if p.returncode != 0:
+        bad = [l for l in lines if ': OK (' not in l]
+        raise RuntimeError(f"{len(bad)} of {len(names)} lessons failed: " + ('; '.join(bad) or (p.stderr.strip().splitlines() or ['?'])[-1]))
+    return f"{len(lines)} lessons at SIZE='smoke' on {device.type}: " + ', '.join(l.split(':')[0] for l in lines) + ' OK', d
+
+
+def notebook_lines(out: str) -> list[str]:
+    "colab_check.py's per-lesson lines ('05a_data.ipynb: OK (12.3 s)') in its output."
+    return [l for l in out.splitlines() if re.match(r'^\S+\.ipynb: ', l)]
 
 
 # ---------------------------------------------------------------- main
 # (name, estimated seconds on a GPU, on a dry run): a section starts only if its estimate fits in what is left
 # (the recipe's estimate is its expected length; a fit that runs longer is stopped at the budget by a callback)
 ESTIMATES = {'env': (15, 10), 'bench optim_step': (45, 30), 'bench learner_epoch': (150, 60), 'bench lr_find': (45, 30),
-             'syncs': (45, 15), 'recipe': (100, 40), 'notebooks': (0, 0)}
+             'syncs': (45, 15), 'recipe': (100, 40), 'notebooks': (180, 40)}
 
 
 def main(argv=None) -> int:
@@ -462,7 +487,7 @@ def main(argv=None) -> int:
         *((f'bench {b}', (lambda b=b: section_bench(b, dry, data, budget))) for b in ('optim_step', 'learner_epoch', 'lr_find')),
         ('syncs', lambda: section_syncs(device, dry, budget)),
         ('recipe', lambda: section_recipe(device, dry, data, budget)),
-        ('notebooks', section_notebooks),
+        ('notebooks', lambda: section_notebooks(device, dry, data, budget)),
     ]
     results = []
     for name, fn in sections:
