@@ -286,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         else: _run_finetune(args, device)
     except KeyboardInterrupt as e:                      # Ctrl-C, or SIGTERM through _sigterm: no traceback
         code = 143 if isinstance(e, _Terminated) else 130
-        if runs is None: parser.exit(code, "\nInterrupted: the finetune experiment saves its results only when it ends; "
+        if runs is None: parser.exit(code, "Interrupted: the finetune experiment saves its results only when it ends; "
                                            "run the same command again to start it over.\n")
         done = len(list(runs.glob('*.json'))) if runs.is_dir() else 0
         of = f" of {n_runs}" if n_runs else ''
-        parser.exit(code, f"\nInterrupted: {done}{of} finished run(s) are saved in {runs}; run the same command again to "
+        parser.exit(code, f"Interrupted: {done}{of} finished run(s) are saved in {runs}; run the same command again to "
                           "resume from there.\n")
     except ModuleNotFoundError as e:                    # a missing dependency, named; a broken adamw_course keeps its traceback
         if not e.name or e.name.partition('.')[0] == 'adamw_course': raise
