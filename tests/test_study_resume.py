@@ -2,7 +2,7 @@
 
 The study runs in a child process (`python -m adamw_course.cli`), as a user would run it. The child is killed with
 SIGKILL, so nothing in it can clean up: what survives is only what was already on disk. SIGTERM, which a job scheduler
-sends, must end the command with a one-line message and exit status 130."""
+sends, must end the command with a one-line message and exit status 143 (128 + SIGTERM, as shells report it; Ctrl-C gives 130)."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def test_sigterm_says_what_was_saved_and_how_to_resume(tmp_path, uninterrupted):
     p = cli(tmp_path)
     wait_for_records(tmp_path, 2, p)
     p.send_signal(signal.SIGTERM); stdout, stderr = p.communicate(timeout=120)
-    assert p.returncode == 130, (p.returncode, stderr)
+    assert p.returncode == 143, (p.returncode, stderr)
     assert 'Traceback' not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
     n = len(records(tmp_path))
