@@ -68,6 +68,6 @@ def test_sigterm_says_what_was_saved_and_how_to_resume(tmp_path, uninterrupted):
     assert 'Traceback' not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
     n = len(records(tmp_path))
-    assert last.startswith(f'Interrupted: {n} finished run(s) are saved in') and 'run the same command again to resume' in last, last
+    assert last.startswith(f'Interrupted: {n} of 8 finished run(s) are saved in') and 'run the same command again to resume' in last, last
     p = cli(tmp_path); p.communicate(timeout=600)
     assert p.returncode == 0 and results(tmp_path) == uninterrupted
