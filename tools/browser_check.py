@@ -6,6 +6,7 @@ git ignores) and asserts that:
 
 - every image on the page loaded and is not blank (its pixels are not all one colour);
 - no cell output holds a Python traceback;
+- every lesson has its exercises' answers in folded `<details>` blocks, closed, with a visible summary line;
 - every formula rendered: the pages load a local MathJax (Debian's `libjs-mathjax`, or `$MATHJAX_JS`) instead of the
   CDN's, and a TeX error (an unknown control sequence, a missing brace) or any `$...$` left as raw text in the prose
   fails the page.
@@ -59,6 +60,12 @@ MATH_STATS_JS = """() => {
   return {rendered, raw, errors: window.__mjErrors || []};
 }"""
 
+# The exercises' answers: each in a <details> block that starts folded, with a visible summary line.
+DETAILS_JS = """() => Array.from(document.querySelectorAll('details')).map(d => {
+  const s = d.querySelector('summary'); const r = s ? s.getBoundingClientRect() : null;
+  return {open: d.open, summary: s ? s.innerText.trim() : '', visible: !!r && r.height > 0 && r.width > 0};
+})"""
+
 OUTPUT_TEXT_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)"""
 
 
@@ -88,6 +95,11 @@ def check_page(page, html: Path, shot: Path) -> tuple[list[str], int]:
     math = page.evaluate(MATH_STATS_JS)
     problems += [f"MathJax error: {e[:120]}" for e in math['errors']]
     problems += [f"formula left unrendered: {r!r}" for r in math['raw']]
+    if html.stem[:2].isdigit():                       # a lesson: exercises with folded answers
+        details = page.evaluate(DETAILS_JS)
+        if not details: problems.append("no folded answers (<details>) on the page")
+        problems += [f"answers block {i} is open" for i, d in enumerate(details) if d['open']]
+        problems += [f"answers block {i} has no visible summary" for i, d in enumerate(details) if not (d['visible'] and d['summary'])]
     page.screenshot(path=str(shot), full_page=True)
     # Remote images (the Colab badge) cannot load offline; the plots are embedded and nbs/images/ files are local.
     imgs = [r for r in page.evaluate(IMAGE_STATS_JS) if not r['src'].startswith('http')]
