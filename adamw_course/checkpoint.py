@@ -93,10 +93,20 @@ def _stopped_mid_epoch(learn) -> bool:
     epoch = getattr(learn, 'epoch', None)
     return epoch is not None and learn.epochs_done != epoch + 1
 
+def _bare(model: torch.nn.Module) -> torch.nn.Module:
+    "The model itself, also when it is wrapped in `DistributedDataParallel` (lesson 05f), so checkpoints load without it."
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+def _writes_files() -> bool:
+    "False in a process of a `torch.distributed` group other than rank 0: of the ranks, only rank 0 writes checkpoints."
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
 def save_checkpoint(learn, path, with_opt: bool = True) -> Path:
     """Save `learn`'s checkpoint to `path`: model, optimizer (if `with_opt`) and its class name, GradScaler, epochs
     done, callback states and RNG states (loadable with weights_only=True). Refuses, with a `CheckpointError` and
-    nothing written, when the last fit stopped inside an epoch: those weights belong to no whole epoch."""
+    nothing written, when the last fit stopped inside an epoch: those weights belong to no whole epoch. Under
+    `torchrun` only rank 0 writes (the ranks hold the same state), and the model is saved without its DDP wrapper."""
     path = Path(path)
     if _stopped_mid_epoch(learn):
         raise CheckpointError(
@@ -104,9 +114,10 @@ def save_checkpoint(learn, path, with_opt: bool = True) -> Path:
             f"epoch, and a fit resumed from them (at epochs_done={learn.epochs_done}) would silently differ from one "
             "never interrupted. Resume from a checkpoint written at the end of an epoch (CheckpointCB(path) writes one "
             "after each), or keep just the weights with torch.save(learn.model.state_dict(), path).")
+    if not _writes_files(): return path
     path.parent.mkdir(parents=True, exist_ok=True)
     opt = learn.opt if with_opt else None
-    ckpt = {'model': learn.model.state_dict(), 'opt': opt.state_dict() if opt is not None else None,
+    ckpt = {'model': _bare(learn.model).state_dict(), 'opt': opt.state_dict() if opt is not None else None,
             'opt_class': type(opt).__name__ if opt is not None else None,
             'scaler': learn.scaler.state_dict(), 'epochs_done': learn.epochs_done,
             'cbs': callback_states(learn.cbs), 'rng': get_rng_state(learn.dls.train)}
@@ -203,7 +214,7 @@ def _apply(learn, ckpt: dict, use_opt: bool):
         rng = get_rng_state(learn.dls.train)
         undo.append(lambda: set_rng_state(rng, learn.dls.train))
         set_rng_state(ckpt['rng'], learn.dls.train)
-        learn.model.load_state_dict(ckpt['model'], strict=False)    # last: keys and shapes were checked already
+        _bare(learn.model).load_state_dict(ckpt['model'], strict=False)    # last: keys and shapes were checked already
     except BaseException:
         for f in reversed(undo): f()
         raise
@@ -221,7 +232,7 @@ def load_checkpoint(learn, path, with_opt: bool = True, strict: bool = True):
     use_opt, had_opt = with_opt and ckpt['opt'] is not None, learn.opt
     if use_opt and learn.opt is None: learn.create_opt()
     try:
-        problems = model_problems(learn.model, ckpt['model'], strict)
+        problems = model_problems(_bare(learn.model), ckpt['model'], strict)
         if use_opt: problems += optimizer_problems(learn.opt, ckpt['opt'], ckpt.get('opt_class'))
         if problems:
             raise CheckpointError(f"{path} does not fit this learner, so nothing was loaded: {'; '.join(problems)}. "
