@@ -130,6 +130,7 @@ class Learner:
                 from adamw_course.checkpoint import load_callback_states
                 load_callback_states(self.cbs, pending, warn_missing=True)
             self.n_epochs, self.start_epoch, self.lr = n_epochs, start_epoch, lr
+            self.epochs_done = start_epoch                       # this fit's count: a crash in its first epoch leaves no stale number
             self.train_iter = start_epoch * len(self.dls.train)
             self._with_events('fit', self._do_fit, CancelFitException)
         finally: self.remove_cbs(cbs)

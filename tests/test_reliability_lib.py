@@ -125,6 +125,21 @@ def save_mid_epoch(tmp: Path):
     return (lambda: learn.save(path)), (lambda: [files(path, tmp / 'ckpt.pt.tmp'), state_of(learn)])
 
 
+class BoomFirst(Callback):
+    "Raise in the middle of epoch 0, after a step has changed the weights."
+    def after_step(self):
+        if self.learn.epoch == 0 and self.learn.iter == 1: raise RuntimeError('simulated crash')
+
+
+def save_mid_first_epoch_of_a_new_fit(tmp: Path):
+    "A learner fitted for 1 epoch starts a new fit, which dies inside its epoch 0: the old count (1) must not pass for it."
+    path = tmp / 'ckpt.pt'
+    learn = learner()
+    learn.save(path)
+    with pytest.raises(RuntimeError), learn.no_bar(): learn.fit(3, lr=1e-2, cbs=[BoomFirst()])
+    return (lambda: learn.save(path)), (lambda: [files(path, tmp / 'ckpt.pt.tmp'), state_of(learn)])
+
+
 def finder(**kw):
     "lr_find on a tiny MLP with torch's AdamW, with `kw`; `net`/`opt` replace the model or optimizer."
     def make(tmp: Path):
@@ -199,6 +214,8 @@ CASES = [
     # 2. a save inside an epoch
     Case('save: after an exception inside an epoch', save_mid_epoch, CheckpointError, 'the last fit stopped inside epoch 1',
          'the earlier checkpoint at that path, no temporary file, and the learner'),
+    Case('save: a new fit dies inside its first epoch', save_mid_first_epoch_of_a_new_fit, CheckpointError,
+         'the last fit stopped inside epoch 0', 'the earlier checkpoint at that path, no temporary file, and the learner'),
     # 5. lr_find arguments
     Case('lr_find: weight_decay=-1', finder(weight_decay=-1), ValueError, 'weight_decay=-1 must be a finite number >= 0',
          'the model, the optimizer and the global generator'),
