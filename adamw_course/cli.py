@@ -9,16 +9,18 @@ __all__ = ['EXPERIMENTS', 'MODES', 'CIFAR10_PER_CLASS', 'UNUSED_OPTIONS', 'POST_
            'check_args', 'check_sizes', 'cifar10_study', 'main']
 
 # %% ../nbs/10_cli.ipynb #09e13925
-import argparse, re, signal, sys, threading, time
+import argparse, os, re, signal, sys, threading, time
 from dataclasses import replace
 from pathlib import Path
 from urllib.error import URLError
 
 # %% ../nbs/10_cli.ipynb #f24ac6ab
 import torch
+import torch.distributed as dist
 
 # %% ../nbs/10_cli.ipynb #4893bfe7
 from .data import CIFAR10_CLASSES, DataError, DownloadError
+from .distributed import init_distributed, is_main_process
 from .finetune import FINETUNE_DATASETS
 from .experiments import (STUDIES, Study, StudyError, check_out_dir, make_study, post_specs, run_study,
                                       save_study, study_table, summarize_study)
@@ -208,6 +210,7 @@ def _run(study: Study, args: argparse.Namespace, device: torch.device) -> list[d
     start = time.perf_counter()
     records = run_study(study, args.out, jobs=args.jobs, source=args.data, device=device, overwrite=args.overwrite,
                         max_minutes=args.max_minutes)
+    if not is_main_process(): return records               # under torchrun, rank 0 writes the summary and prints
     paths = save_study(study, records, args.out)
     print('\n' + study_table(summarize_study(records, study)))
     n_seeds, missing = len(study.seeds), len(study.runs()) - len(records)
@@ -270,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     try: device = check_args(args)
     except (ValueError, FileNotFoundError, StudyError) as e: fail(e)
     what = _run_name(args)
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and what in ('lm', 'finetune'):
+        fail(f"under torchrun only the CIFAR-10 studies run (each process takes its share of the runs); run {what} in one process.")
+    try: group = init_distributed()                      # under torchrun: join the group (a no-op in one process)
+    except RuntimeError as e: fail(e)
+    main_process = is_main_process()                      # rank 0, or the only process
     start = time.perf_counter()
     old = signal.signal(signal.SIGTERM, _sigterm) if threading.current_thread() is threading.main_thread() else None
     runs, n_runs = None, None                           # where the finished runs go, for the message after an interrupt
@@ -304,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, StudyError) as e: fail(e)
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)
-    print(f"Done in {time.perf_counter() - start:.0f} s.")
+        if group: dist.destroy_process_group()
+    if main_process: print(f"Done in {time.perf_counter() - start:.0f} s.")
     return 0
 
 # %% ../nbs/10_cli.ipynb #b93cebac

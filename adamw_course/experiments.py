@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 # %% ../nbs/08_cifar10.ipynb #472d7b9b
 import torch
+import torch.distributed as dist
 
 # %% ../nbs/08_cifar10.ipynb #4799e998
 import matplotlib.pyplot as plt
@@ -31,6 +32,7 @@ import adamw_course
 from .adam import Adam
 from .adamw import AdamW, POST
 from .data import DeviceLoader, cifar10, default_device
+from .distributed import rank_and_world
 from .learner import Learner
 from .models import small_cnn, wrn_22
 from .schedule import one_cycle_post, const_schedule, step_schedule
@@ -388,8 +390,16 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
     (which deletes the old records first). `jobs > 1` runs that many runs at once in separate processes (on a CPU, each
     gets `cores // jobs` threads). `max_minutes` stops starting new runs after that long (the runs under way finish).
     `study.json` records the settings, the data, the command, the versions and the machine; with `record_meta=False`
-    (a study run only because another reads its runs) it is written only if there is none yet."""
+    (a study run only because another reads its runs) it is written only if there is none yet.
+
+    Under `torchrun` (a `torch.distributed` group of N processes, see lesson 05f) the runs are shared out: rank r runs
+    every N-th run still to do, starting at the r-th, on its own device, one at a time; rank 0 alone writes
+    `study.json` and logs; every rank returns all the records once all ranks are done."""
     if not (isinstance(jobs, int) and jobs >= 1): raise ValueError(f"jobs must be a positive int, got {jobs!r}.")
+    rank, world = rank_and_world()
+    if world > 1 and jobs > 1:
+        raise StudyError(f"under torchrun each of the {world} processes runs its share of the runs, one at a time: drop --jobs.")
+    if rank != 0: log = None
     if study.runs_from:                                    # a view of another study's runs: run (or resume) those first
         run_study(make_study(study.runs_from, study.size), root, jobs=jobs, source=source, device=device, overwrite=overwrite,
                   max_minutes=max_minutes, log=log, record_meta=False)
@@ -403,17 +413,20 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
             if not overwrite:
                 raise StudyError(f"{folder} holds study {meta.get('name', '?')!r} at size {meta.get('size', '?')!r} with other "
                                  f"settings: use another --out, or --overwrite to delete those records and start afresh.")
-            for p in runs_dir.glob('*.json'): p.unlink()
+            if rank == 0:
+                for p in runs_dir.glob('*.json'): p.unlink()
+    if world > 1: dist.barrier()                          # rank 0's deletions are done before anyone looks
     todo = [(s, seed) for s, seed in study.runs() if load_record(record_path(runs_dir.parent, s, seed), study) is None]
     dls = study_dls(study, source, device)                 # also decodes and caches the images once, for the workers
     meta = dict(name=study.name, title=study.title, size=study.size, fingerprint=study.fingerprint(), config=study.config(),
                 pairs=study.pairs, kind=study.kind, runs_from=study.runs_from, data=_data_name(dls.source),
                 n_train=len(dls.train.x), n_test=len(dls.valid.x), command=' '.join(['adamw-course', *sys.argv[1:]])
                 if Path(sys.argv[0]).name in ('adamw-course', 'cli.py') else None, versions=versions(), machine=machine_info())
-    if record_meta or todo or not meta_path.exists(): write_json_atomic(meta_path, meta)
+    if rank == 0 and (record_meta or todo or not meta_path.exists()): write_json_atomic(meta_path, meta)
     n_all = len(study.runs())
     if log: log(f"{study.name} ({study.size}): {n_all - len(todo)} of {n_all} runs already recorded in {runs_dir}; {len(todo)} to run"
-                + (f", {jobs} at a time" if jobs > 1 and todo else ''))
+                + (f", {jobs} at a time" if jobs > 1 and todo else '') + (f", shared by {world} processes" if world > 1 and todo else ''))
+    todo = todo[rank::world]                              # this process's share (all of it in a single process)
     deadline = None if max_minutes is None else time.time() + 60 * max_minutes
     dev = dls.device
     def report(i, rec):
@@ -434,6 +447,7 @@ def run_study(study: Study, root, *, jobs: int = 1, source=None, device=None, ov
             for p in ctx.active_children(): p.terminate()
             raise
         finally: ex.shutdown(wait=True)
+    if world > 1: dist.barrier()                          # every rank's records are on disk
     return [r for s, seed in study.runs() if (r := load_record(record_path(runs_dir.parent, s, seed), study)) is not None]
 
 # %% ../nbs/08_cifar10.ipynb #343e075b
