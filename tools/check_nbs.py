@@ -1,7 +1,8 @@
 """Check the notebooks as readers will see them: every lesson has a title, a subtitle, a Colab badge,
 committed outputs, and no error or traceback in its outputs; API pages (nbs/api/) the same without the badge; and the
-site's sidebar (nbs/sidebar.yml) links every notebook. Exits 1 with a list of problems."""
-import json, sys
+site's sidebar (nbs/sidebar.yml) links every notebook; and imports stand in cells of their own (the docs build runs
+every cell that imports, without the cells before it). Exits 1 with a list of problems."""
+import ast, json, sys
 
 import yaml
 from pathlib import Path
@@ -9,6 +10,14 @@ from pathlib import Path
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 
 def _src(c): return ''.join(c['source'])
+
+def mixes_imports(src: str) -> bool:
+    "Does this code cell import and also do something else? (Export cells, the hidden Colab install and other hidden cells are exempt.)"
+    if src.startswith('#| export') or '#| hide' in src.split('\n', 3)[0:3]: return False
+    try: tree = ast.parse('\n'.join(l for l in src.split('\n') if not l.startswith(('#|', '%', '!'))))
+    except SyntaxError: return False
+    kinds = {isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body}
+    return kinds == {True, False}
 
 def problems(path):
     "The problems found in the notebook at `path`"
@@ -23,6 +32,7 @@ def problems(path):
     outs = [o for c in code for o in c.get('outputs', [])]
     if code and not outs and (path.name[:2].isdigit() or api): res.append('no committed outputs')
     for c in code:
+        if mixes_imports(_src(c)): res.append(f'cell {c.get("id")} imports and runs other code: put the imports in a cell of their own')
         for o in c.get('outputs', []):
             text = ''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', ''))
             if o['output_type'] == 'error' or 'Traceback (most recent call last)' in text:
