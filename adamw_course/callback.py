@@ -215,6 +215,7 @@ class ProgressCB(Callback):
     def __init__(self, live: bool | None = None, loss_every: float = 1.0):
         if not (isinstance(loss_every, (int, float)) and loss_every >= 0):
             raise ValueError(f"loss_every must be a number of seconds >= 0 (0 shows the loss after every batch), got {loss_every!r}.")
+        self.clock = time.monotonic                 # seconds, for loss_every (a test can give the callback its own clock)
         self.live, self.loss_every = live, loss_every
 
     def before_fit(self):
@@ -238,7 +239,7 @@ class ProgressCB(Callback):
 
     def after_batch(self):
         if self.pbar is None: return
-        rec, now = getattr(self.learn, 'recorder', None), time.monotonic()
+        rec, now = getattr(self.learn, 'recorder', None), self.clock()
         if self.learn.training and rec is not None and now - self._shown >= self.loss_every:
             self._shown = now
             if rec.smooth_losses: self.pbar.comment = f'{rec.smooth_losses[-1]:.4f}'   # reads the Recorder's pending losses
