@@ -1,10 +1,9 @@
 """The Learner's GPU path, tested on the CPU: no host-device sync per training batch through the default callbacks,
 a NaN stop that restores the last good state bit for bit, fp16 with a GradScaler (fit, lr_find, resume), and the
 device-dependent code (channels_last, device copies, loader generators) where torch allows it on a CPU."""
-import contextlib, copy, importlib.util, math, sys, warnings
+import contextlib, copy, importlib.util, math, warnings
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
@@ -35,23 +34,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-class ReadCounter:
-    "Counts the calls of `READS` on tensors, with their callers (`gpu_check`'s path format), while active."
-    def __init__(self): self.calls = []
-
-    def _wrap(self, name):
-        orig = getattr(torch.Tensor, name)
-        def counted(t, *args, **kwargs):
-            self.calls.append((name, gc._where(sys._getframe(1))))
-            return orig(t, *args, **kwargs)
-        return counted
-
-    def __enter__(self):
-        self._stack = contextlib.ExitStack()
-        for name in READS: self._stack.enter_context(mock.patch.object(torch.Tensor, name, self._wrap(name)))
-        return self
-
-    def __exit__(self, *exc): self._stack.close()
+class ReadCounter(gc.HostReadCounter):
+    "`gpu_check`'s counter of tensor reads, over every way of reading (`READS`), with their callers."
+    def __init__(self): super().__init__(READS)
 
     def device_reads(self) -> list:
         "The calls that would sync a GPU run: all but reads of the optimizer's step counters, which stay on the CPU there."

@@ -60,8 +60,8 @@ def _where(frame) -> str:
 class HostReadCounter:
     """Context manager for CPU runs: counts the calls of `torch.Tensor.item`, `.tolist` and `.cpu` (each would wait
     for the GPU in a GPU run), patching them on `torch.Tensor` with wrappers that record the caller, then call the
-    original. `calls` is a list of `(method, where)`."""
-    def __init__(self): self.calls, self._stack = [], None
+    original (`methods`: which ones, by default `SYNC_METHODS`). `calls` is a list of `(method, where)`."""
+    def __init__(self, methods=SYNC_METHODS): self.calls, self._stack, self.methods = [], None, tuple(methods)
 
     def _wrap(self, name):
         orig = getattr(torch.Tensor, name)
@@ -72,7 +72,7 @@ class HostReadCounter:
 
     def __enter__(self):
         self._stack = contextlib.ExitStack()
-        for name in SYNC_METHODS: self._stack.enter_context(mock.patch.object(torch.Tensor, name, self._wrap(name)))
+        for name in self.methods: self._stack.enter_context(mock.patch.object(torch.Tensor, name, self._wrap(name)))
         return self
 
     def __exit__(self, *exc): self._stack.close()
