@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 NBS = Path(__file__).resolve().parents[1] / 'nbs'
-BUILD_TALK = re.compile(r"shared/|\bshared data\b|\bissues?\b|IN_TEST|/work/|/root/|/tmp/|/home/|\bnbdev-test\b|"
+BUILD_TALK = re.compile(r"shared/|\bshared (data|copy)\b|this machine's|\bissues?\b|IN_TEST|/work/|/root/|/tmp/|/home/|\bnbdev-test\b|"
                         r"\btest mode\b|\bCI\b|\bFULL\b")
 CONTRIBUTORS = ('## Quick start',)
 
