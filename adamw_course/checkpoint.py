@@ -99,8 +99,8 @@ def _bare(model: torch.nn.Module) -> torch.nn.Module:
 
 def _writes_files() -> bool:
     "False in a process of a `torch.distributed` group other than rank 0: of the ranks, only rank 0 writes checkpoints."
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    from adamw_course.distributed import is_main_process      # lesson 05f; imported only when a checkpoint is saved
+    return is_main_process()
 
 def save_checkpoint(learn, path, with_opt: bool = True) -> Path:
     """Save `learn`'s checkpoint to `path`: model, optimizer (if `with_opt`) and its class name, GradScaler, epochs
