@@ -25,13 +25,7 @@ _spec.loader.exec_module(gc)
 READS = ('item', 'tolist', 'cpu', 'numpy', '__float__', '__int__', '__bool__')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "One thread: the runs are bitwise repeatable, and the suite shares a small machine."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')      # tests/conftest.py
 
 
 class ReadCounter(gc.HostReadCounter):

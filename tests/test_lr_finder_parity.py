@@ -27,13 +27,7 @@ from adamw_course.lr_finder import lr_find
 
 SMOOTH_F, DIVERGE_TH = 0.05, 5
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "Tiny models: one thread is much faster than two fighting over a busy 2-core machine (restored afterwards)"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')      # tests/conftest.py
 
 OPTIMIZERS = {
     'sgd_momentum': lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
